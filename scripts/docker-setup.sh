@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Make a Docker engine available and build the local base images that CI uses
+# instead of registry images (no registry is reachable on CI machines).
+#
+# Idempotent: every step checks whether its result already exists.
+#   scripts/docker-setup.sh            engine + local/postgres:16 test image
+#   scripts/docker-setup.sh --builder  also local/debian:bookworm and local/rust:<ver> base images
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${KINDLING_IMAGE_CACHE:-/var/cache/kindling}"
+WANT_BUILDER=false
+[[ "${1:-}" == "--builder" ]] && WANT_BUILDER=true
+
+log() { printf '==> %s\n' "$*"; }
+
+debian_mirror() {
+  # The mirror apt already uses on this machine: deb822 "URIs:" or one-line "deb" entries,
+  # skipping comments, disabled files and the security archive.
+  local m
+  m="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -v '^[[:space:]]*#' \
+        | grep -oE '^(URIs:[[:space:]]*|deb[[:space:]]+)https?://[^ ]*/debian/?$' \
+        | grep -oE 'https?://[^ ]*' | head -n1 || true)"
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+ensure_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_engine() {
+  if docker info >/dev/null 2>&1; then
+    log "docker engine already running"
+    return
+  fi
+  log "starting dockerd"
+  (dockerd >/var/log/dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && { log "docker engine up"; return; }
+    sleep 1
+  done
+  echo "dockerd did not start; see /var/log/dockerd.log" >&2
+  exit 1
+}
+
+# rootfs_image NAME PACKAGES: debootstrap a minbase bookworm with PACKAGES, import as NAME.
+rootfs_image() {
+  local name="$1" include="$2" dir
+  if docker image inspect "$name" >/dev/null 2>&1; then
+    log "$name already present"
+    return
+  fi
+  dir="$CACHE/rootfs-${name//[\/:]/-}"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  log "debootstrap $name (${include:-minbase})"
+  if ! debootstrap --variant=minbase ${include:+--include="$include"} bookworm "$dir" "$(debian_mirror)" >"$dir.log" 2>&1; then
+    tail -n 20 "$dir.log" >&2
+    echo "debootstrap of $name failed (full log: $dir.log)" >&2
+    exit 1
+  fi
+  tar -C "$dir" -c . | docker import - "$name" >/dev/null
+  rm -rf "$dir"
+  log "imported $name"
+}
+
+ensure_packages
+ensure_engine
+
+# Test Postgres: behaves like the official image for what testcontainers relies on.
+rootfs_image local/debian-postgres:15 postgresql-15,ca-certificates
+if ! docker image inspect local/postgres:test >/dev/null 2>&1; then
+  log "building local/postgres:test"
+  docker build -q -t local/postgres:test "$ROOT/scripts/images/postgres" >/dev/null
+fi
+
+if $WANT_BUILDER; then
+  rootfs_image local/debian:bookworm ca-certificates
+  RUST_VERSION="$(rustc --version | awk '{print $2}')"
+  if ! docker image inspect "local/rust:$RUST_VERSION" >/dev/null 2>&1; then
+    log "building local/rust:$RUST_VERSION from this machine's toolchain"
+    "$ROOT/scripts/images/rust/build.sh" "local/rust:$RUST_VERSION"
+  fi
+fi
+log "done"

@@ -1,0 +1,255 @@
+//! The database: a lazily connecting sqlx pool behind rocket_db_pools'
+//! request guards, the embedded migrations, and schema checks for health.
+//!
+//! rocket_db_pools 0.2's built-in sqlx pool connects eagerly at ignition, so a
+//! database that is down at start-up would abort the launch. [`LazyPgPool`]
+//! implements its `Pool` trait with `connect_lazy_with`: the process starts,
+//! answers live/startup, and the `Connection<Db>` guard answers 503 until
+//! Postgres is reachable.
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rocket::figment::Figment;
+use rocket::http::Status;
+use rocket::request::{self, FromRequest, Request};
+use rocket_db_pools::{Connection, Database, Pool};
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection};
+
+use crate::config::DatabaseSettings;
+use crate::error::ApiError;
+
+/// Migrations in `migrations/`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Name under which the pool's settings live in Rocket's figment
+/// (`databases.kindling.*`), filled from [`crate::config::DatabaseSettings`].
+pub const DB_NAME: &str = "kindling";
+
+#[derive(Database)]
+#[database("kindling")]
+pub struct Db(LazyPgPool);
+
+/// A `sqlx::PgPool` that does not connect until first used.
+pub struct LazyPgPool {
+    pub pool: sqlx::PgPool,
+    pub query_timeout: Duration,
+}
+
+/// The shape of `databases.kindling` in Rocket's figment.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PoolFigment {
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub query_timeout_ms: u64,
+}
+
+impl From<&DatabaseSettings> for PoolFigment {
+    fn from(d: &DatabaseSettings) -> Self {
+        PoolFigment {
+            url: d.url.clone(),
+            max_connections: d.max_connections,
+            min_connections: d.min_connections,
+            acquire_timeout_ms: d.acquire_timeout.as_millis() as u64,
+            query_timeout_ms: d.query_timeout.as_millis() as u64,
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl Pool for LazyPgPool {
+    type Connection = sqlx::pool::PoolConnection<sqlx::Postgres>;
+    type Error = sqlx::Error;
+
+    async fn init(figment: &Figment) -> Result<Self, Self::Error> {
+        let cfg: PoolFigment = figment
+            .extract()
+            .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
+        let query_timeout = Duration::from_millis(cfg.query_timeout_ms);
+        Ok(LazyPgPool {
+            pool: pool_options(
+                cfg.max_connections,
+                cfg.min_connections,
+                cfg.acquire_timeout_ms,
+            )
+            .connect_lazy_with(connect_options(&cfg.url, query_timeout)?),
+            query_timeout,
+        })
+    }
+
+    async fn get(&self) -> Result<Self::Connection, Self::Error> {
+        self.pool.acquire().await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn pool_options(max: u32, min: u32, acquire_timeout_ms: u64) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(min)
+        .acquire_timeout(Duration::from_millis(acquire_timeout_ms))
+        // A connection that died with the server is discarded on checkout
+        // instead of failing the request that drew it.
+        .test_before_acquire(true)
+        .idle_timeout(Duration::from_secs(300))
+}
+
+/// Connection options shared by the pool and `kindling migrate`. The server
+/// enforces the same statement timeout the client waits for.
+pub fn connect_options(
+    url: &str,
+    query_timeout: Duration,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("kindling")
+        .options([("statement_timeout", query_timeout.as_millis().to_string())])
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// A pooled connection for one request: rocket_db_pools' `Connection<Db>`
+/// guard (503 through the catcher when the pool cannot supply one in time)
+/// plus the per-query time limit.
+pub struct DbConn {
+    conn: Connection<Db>,
+    pub query_timeout: Duration,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for DbConn {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        let query_timeout = match req.guard::<&Db>().await {
+            request::Outcome::Success(db) => db.query_timeout,
+            _ => return request::Outcome::Error((Status::InternalServerError, ())),
+        };
+        match req.guard::<Connection<Db>>().await {
+            request::Outcome::Success(conn) => request::Outcome::Success(DbConn {
+                conn,
+                query_timeout,
+            }),
+            request::Outcome::Error((status, _)) => request::Outcome::Error((status, ())),
+            request::Outcome::Forward(status) => request::Outcome::Forward(status),
+        }
+    }
+}
+
+impl Deref for DbConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+/// Bounds one database round trip (`operation` names it in logs and
+/// metrics), so a hung server gives 503, never a hang.
+pub async fn timed<T, F>(operation: &'static str, limit: Duration, fut: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, sqlx::Error>>,
+{
+    let _ = operation;
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::DatabaseUnavailable(format!(
+            "query exceeded {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// Applies the embedded migrations. sqlx takes a Postgres advisory lock
+/// around the run, so concurrent migrators (two Job pods, or a Job and an API
+/// pod with MIGRATE_ON_START) serialise; applied versions are skipped.
+pub async fn migrate(url: &str) -> Result<usize, sqlx::migrate::MigrateError> {
+    // Migrations may legitimately run longer than a request's statement
+    // timeout. A one-connection pool (rather than a bare connection) keeps the
+    // future Send for `tokio::spawn`.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(url, Duration::from_secs(600))?)
+        .await?;
+    let before = applied_versions(&mut *pool.acquire().await?).await?.len();
+    MIGRATOR.run(&pool).await?;
+    let after = applied_versions(&mut *pool.acquire().await?).await?.len();
+    pool.close().await;
+    Ok(after.saturating_sub(before))
+}
+
+/// Where the schema stands relative to the embedded migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStatus {
+    UpToDate {
+        version: i64,
+    },
+    Pending {
+        applied: usize,
+        expected: usize,
+    },
+    /// A migration failed half-way (`success = false`) or was edited after
+    /// being applied (checksum differs).
+    Inconsistent {
+        version: i64,
+    },
+}
+
+pub async fn schema_status(conn: &mut PgConnection) -> Result<SchemaStatus, sqlx::Error> {
+    let applied = applied_versions(conn).await?;
+    let mut latest = 0;
+    let mut pending = 0;
+    for m in MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        match applied.iter().find(|(v, _, _)| *v == m.version) {
+            Some((v, success, checksum)) if !*success || checksum[..] != m.checksum[..] => {
+                return Ok(SchemaStatus::Inconsistent { version: *v });
+            }
+            Some(_) => latest = latest.max(m.version),
+            None => pending += 1,
+        }
+    }
+    let expected = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .count();
+    Ok(if pending == 0 {
+        SchemaStatus::UpToDate { version: latest }
+    } else {
+        SchemaStatus::Pending {
+            applied: expected - pending,
+            expected,
+        }
+    })
+}
+
+async fn applied_versions(
+    conn: &mut PgConnection,
+) -> Result<Vec<(i64, bool, Vec<u8>)>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await
+}

@@ -1,0 +1,91 @@
+//! Items as the API accepts them (`NewItem`) and returns them (`Item`).
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::fields::ObjectReader;
+use crate::error::FieldErrors;
+
+pub const NAME_MAX_CHARS: usize = 200;
+pub const DESCRIPTION_MAX_CHARS: usize = 2000;
+
+/// Body of `POST /api/items` and `PUT /api/items/<id>` (full replacement:
+/// an absent description clears it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    /// Trimmed, 1..=200 characters.
+    pub name: String,
+    /// At most 2000 characters.
+    pub description: Option<String>,
+}
+
+impl NewItem {
+    pub fn parse(body: Value) -> Result<Self, FieldErrors> {
+        let mut r = ObjectReader::new(body, &["name", "description"])?;
+        let name = r.required_string("name").and_then(|raw| {
+            let trimmed = raw.trim();
+            match trimmed.chars().count() {
+                0 => r.fail("name", "must not be empty"),
+                n if n > NAME_MAX_CHARS => r.fail("name", "must be at most 200 characters"),
+                _ => Some(trimmed.to_owned()),
+            }
+        });
+        let description = r.optional_string("description").and_then(|d| match d {
+            Some(text) if text.chars().count() > DESCRIPTION_MAX_CHARS => {
+                r.fail("description", "must be at most 2000 characters")
+            }
+            other => Some(other),
+        });
+        let item = name
+            .zip(description)
+            .map(|(name, description)| NewItem { name, description });
+        r.finish(item)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Item {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub version: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn name_is_trimmed_and_description_optional() {
+        let item = NewItem::parse(json!({"name": "  lamp "})).unwrap();
+        assert_eq!(
+            item,
+            NewItem {
+                name: "lamp".into(),
+                description: None
+            }
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let errors =
+            NewItem::parse(json!({"name": " ", "description": 7, "colour": "red"})).unwrap_err();
+        assert_eq!(errors["name"], "must not be empty");
+        assert_eq!(errors["description"], "must be a string or null");
+        assert_eq!(errors["colour"], "is not a known field");
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        assert!(NewItem::parse(json!({"name": "é".repeat(200)})).is_ok());
+        assert!(NewItem::parse(json!({"name": "é".repeat(201)})).is_err());
+        assert!(NewItem::parse(json!({"name": "a", "description": "x".repeat(2001)})).is_err());
+    }
+}

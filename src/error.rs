@@ -1,0 +1,230 @@
+//! Errors and their HTTP form: the one place that turns a failure into a
+//! status code and an RFC 9457 `application/problem+json` body.
+//!
+//! Database errors never reach the client verbatim: a unique violation becomes
+//! 409 naming the field, everything that means "the database is not answering
+//! well" becomes 503 with `Retry-After`, and anything else is logged and
+//! answered with a generic 500.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder, Response};
+use rocket::{Request, catch};
+use serde::Serialize;
+
+use crate::request_id::RequestId;
+
+/// Field name → human-readable message, as returned in a 422's `errors`.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(&'static str),
+    BadRequest(String),
+    MalformedJson(String),
+    Validation(FieldErrors),
+    PayloadTooLarge { limit: u64 },
+    UnsupportedMediaType,
+    PreconditionFailed { current_version: i32 },
+    Conflict { field: &'static str },
+    DatabaseUnavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(BTreeMap::from([(field.to_owned(), message.into())]))
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::NotFound(_) => Status::NotFound,
+            ApiError::BadRequest(_) | ApiError::MalformedJson(_) => Status::BadRequest,
+            ApiError::Validation(_) => Status::UnprocessableEntity,
+            ApiError::PayloadTooLarge { .. } => Status::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => Status::UnsupportedMediaType,
+            ApiError::PreconditionFailed { .. } => Status::PreconditionFailed,
+            ApiError::Conflict { .. } => Status::Conflict,
+            ApiError::DatabaseUnavailable(_) => Status::ServiceUnavailable,
+            ApiError::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    fn into_problem(self) -> Problem {
+        let status = self.status();
+        match self {
+            ApiError::NotFound(what) => Problem::new(status, format!("{what} not found")),
+            ApiError::BadRequest(detail) => Problem::new(status, detail),
+            ApiError::MalformedJson(detail) => Problem::typed(
+                status,
+                "malformed-json",
+                format!("body is not valid JSON: {detail}"),
+            ),
+            ApiError::Validation(errors) => {
+                let mut p = Problem::typed(
+                    status,
+                    "validation-error",
+                    "the request body or parameters failed validation".into(),
+                );
+                p.errors = Some(errors);
+                p
+            }
+            ApiError::PayloadTooLarge { limit } => Problem::new(
+                status,
+                format!("request body exceeds the limit of {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType => Problem::new(
+                status,
+                "request body must be sent as application/json".into(),
+            ),
+            ApiError::PreconditionFailed { current_version } => Problem::typed(
+                status,
+                "version-mismatch",
+                format!("If-Match does not match the current version \"{current_version}\""),
+            ),
+            ApiError::Conflict { field } => {
+                let mut p = Problem::typed(status, "conflict", format!("{field} is already taken"));
+                p.errors = Some(BTreeMap::from([(field.into(), "is already taken".into())]));
+                p
+            }
+            ApiError::DatabaseUnavailable(_) => Problem::typed(
+                status,
+                "database-unavailable",
+                "the database is unavailable; retry later".into(),
+            ),
+            ApiError::Internal(_) => Problem::new(status, "an unexpected error occurred".into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Database(db) if db.code().as_deref() == Some("23505") => {
+                let field = match db.constraint() {
+                    Some("users_username_key") => "username",
+                    Some("users_email_key") => "email",
+                    _ => "resource",
+                };
+                ApiError::Conflict { field }
+            }
+            // 57014 query_canceled (statement timeout), class 08 connection
+            // exceptions, 53 insufficient resources, 57P0x shutdown/crash.
+            E::Database(db)
+                if db.code().is_some_and(|c| {
+                    c == "57014"
+                        || c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                }) =>
+            {
+                ApiError::DatabaseUnavailable(e.to_string())
+            }
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) => {
+                ApiError::DatabaseUnavailable(e.to_string())
+            }
+            E::WorkerCrashed => ApiError::DatabaseUnavailable(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The RFC 9457 body. `type` is `about:blank` when the status says it all,
+/// otherwise a `urn:kindling:problem:*` identifier documented in the OpenAPI.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<FieldErrors>,
+    /// Extension members specific to one problem type, flattened into the body.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<serde_json::Value>,
+}
+
+impl Problem {
+    pub fn new(status: Status, detail: String) -> Self {
+        Problem {
+            type_: "about:blank".into(),
+            title: status.reason_lossy().into(),
+            status: status.code,
+            detail,
+            instance: None,
+            request_id: None,
+            errors: None,
+            extensions: None,
+        }
+    }
+
+    fn typed(status: Status, slug: &str, detail: String) -> Self {
+        Problem {
+            type_: format!("urn:kindling:problem:{slug}"),
+            ..Problem::new(status, detail)
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Problem {
+    fn respond_to(mut self, req: &'r Request<'_>) -> response::Result<'static> {
+        self.instance = Some(req.uri().path().to_string());
+        self.request_id = Some(RequestId::of(req).to_string());
+        let body = serde_json::to_vec(&self).map_err(|_| Status::InternalServerError)?;
+        let mut res = Response::build();
+        res.status(Status::new(self.status))
+            .header(ContentType::new("application", "problem+json"))
+            .sized_body(body.len(), Cursor::new(body));
+        if self.status == Status::ServiceUnavailable.code {
+            res.header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
+        }
+        Ok(res.finalize())
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let request_id = RequestId::of(req);
+        match &self {
+            ApiError::DatabaseUnavailable(cause) => {
+                tracing::warn!(%request_id, cause = %cause, "database unavailable")
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(%request_id, cause = %cause, "internal error")
+            }
+            _ => {}
+        }
+        self.into_problem().respond_to(req)
+    }
+}
+
+/// Every status Rocket produces itself (no route matched, a guard failed,
+/// a panic) is answered here, so no HTML page ever leaves the service.
+#[catch(default)]
+pub fn default_catcher(status: Status, _req: &Request<'_>) -> Problem {
+    let detail = match status.code {
+        404 => "no resource at this path".to_string(),
+        // rocket_db_pools' Connection guard fails with 503 when the pool
+        // cannot hand out a connection within DATABASE_ACQUIRE_TIMEOUT_MS.
+        503 => "the database is unavailable; retry later".to_string(),
+        422 => "a path or query parameter is malformed".to_string(),
+        500 => "an unexpected error occurred".to_string(),
+        _ => status.reason_lossy().to_string(),
+    };
+    let mut problem = Problem::new(status, detail);
+    if status == Status::ServiceUnavailable {
+        problem.type_ = "urn:kindling:problem:database-unavailable".into();
+    }
+    problem
+}

@@ -1,0 +1,144 @@
+//! Request and data guards: how raw HTTP input becomes typed handler
+//! arguments, each failure already shaped as an [`ApiError`].
+
+use rocket::data::{self, Data, FromData, ToByteUnit};
+use rocket::http::Status;
+use rocket::request::{self, FromParam, FromRequest, Request};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+
+/// A JSON request body: the Content-Type says JSON (else 415), it fits the
+/// configured limit (else 413) and it parses (else 400). Field validation is
+/// the domain types' job (422).
+#[derive(Debug)]
+pub struct JsonBody(pub serde_json::Value);
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for JsonBody {
+    type Error = ApiError;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        let is_json = req.content_type().is_some_and(|ct| {
+            ct.top() == "application"
+                && (ct.sub() == "json" || ct.sub().as_str().ends_with("+json"))
+        });
+        if !is_json {
+            return data::Outcome::Error((
+                Status::UnsupportedMediaType,
+                ApiError::UnsupportedMediaType,
+            ));
+        }
+        let limit = req
+            .rocket()
+            .state::<Settings>()
+            .map_or(64 * 1024, |s| s.body_limit_bytes);
+        let text = match data.open(limit.bytes()).into_string().await {
+            Ok(text) if text.is_complete() => text.into_inner(),
+            Ok(_) => {
+                return data::Outcome::Error((
+                    Status::PayloadTooLarge,
+                    ApiError::PayloadTooLarge { limit },
+                ));
+            }
+            Err(e) => {
+                let err = ApiError::BadRequest(format!("request body could not be read: {e}"));
+                return data::Outcome::Error((Status::BadRequest, err));
+            }
+        };
+        match serde_json::from_str(&text) {
+            Ok(value) => data::Outcome::Success(JsonBody(value)),
+            Err(e) => {
+                data::Outcome::Error((Status::BadRequest, ApiError::MalformedJson(e.to_string())))
+            }
+        }
+    }
+}
+
+/// A resource id in the path: a positive 64-bit integer, else 400.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceId(pub i64);
+
+impl<'a> FromParam<'a> for ResourceId {
+    type Error = ApiError;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        match param.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(ResourceId(id)),
+            _ => Err(ApiError::BadRequest(format!(
+                "{param:?} is not a valid id (a positive integer)"
+            ))),
+        }
+    }
+}
+
+/// The `If-Match` precondition of a PUT. `Any` is `*`; `Versions` holds the
+/// versions named by strong entity tags (`"3"`). Weak tags never match
+/// (RFC 9110 uses strong comparison for If-Match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Absent,
+    Any,
+    Versions(Vec<i32>),
+}
+
+impl IfMatch {
+    /// The versions an update may apply to, or `None` for "any version".
+    pub fn allowed_versions(&self) -> Option<&[i32]> {
+        match self {
+            IfMatch::Versions(v) => Some(v),
+            IfMatch::Absent | IfMatch::Any => None,
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<IfMatch, ApiError> {
+        if raw.trim() == "*" {
+            return Ok(IfMatch::Any);
+        }
+        let mut versions = Vec::new();
+        for tag in raw.split(',').map(str::trim) {
+            if tag.starts_with("W/") {
+                continue;
+            }
+            let inner = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .ok_or_else(|| {
+                    ApiError::BadRequest("If-Match must be \"*\" or quoted entity tags".into())
+                })?;
+            // A well-formed tag that is not one of our versions simply never matches.
+            if let Ok(v) = inner.parse() {
+                versions.push(v);
+            }
+        }
+        Ok(IfMatch::Versions(versions))
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IfMatch {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        match req.headers().get_one("If-Match").map(IfMatch::parse) {
+            None => request::Outcome::Success(IfMatch::Absent),
+            Some(Ok(m)) => request::Outcome::Success(m),
+            Some(Err(e)) => request::Outcome::Error((Status::BadRequest, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_parses_strong_tags_and_star() {
+        assert_eq!(IfMatch::parse("*").unwrap(), IfMatch::Any);
+        assert_eq!(
+            IfMatch::parse("\"3\", W/\"4\", \"x\"").unwrap(),
+            IfMatch::Versions(vec![3])
+        );
+        assert!(IfMatch::parse("3").is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! kindling: the items and users API that the kindling platform runs.
+//!
+//! Where things live:
+//! - `config`      reads the environment (one place), `Settings`
+//! - `startup`     assembles the Rocket application (`build_rocket`)
+//! - `routes/*`    one file per resource; `routes::all()` lists every route
+//! - `domain/*`    validated input types and pagination
+//! - `repository/*` all SQL
+//! - `db`          pool, migrations, schema checks, query time limits
+//! - `error`       every error → RFC 9457 problem+json
+//! - `guards`      JSON body, path ids, If-Match
+//! - `telemetry`   logs, request IDs in logs, metrics
+//! - `request_id`  X-Request-Id handling
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod guards;
+pub mod repository;
+pub mod request_id;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

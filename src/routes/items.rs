@@ -1,0 +1,113 @@
+//! `/api/items`: list, read, create, replace, delete.
+
+use rocket::http::{Header, Status};
+use rocket::serde::json::Json;
+use rocket::{Responder, delete, get, post, put};
+
+use crate::db::{DbConn, timed};
+use crate::domain::item::{Item, NewItem};
+use crate::domain::page::{Page, PageRequest};
+use crate::error::ApiError;
+use crate::guards::{IfMatch, JsonBody, ResourceId};
+use crate::repository::items::{self, UpdateOutcome};
+
+/// An item with its version as a strong ETag (`"3"`).
+#[derive(Responder)]
+#[response(content_type = "json")]
+pub struct TaggedItem {
+    body: Json<Item>,
+    etag: Header<'static>,
+}
+
+impl From<Item> for TaggedItem {
+    fn from(item: Item) -> Self {
+        TaggedItem {
+            etag: etag(&item),
+            body: Json(item),
+        }
+    }
+}
+
+#[derive(Responder)]
+#[response(status = 201, content_type = "json")]
+pub struct CreatedItem {
+    body: Json<Item>,
+    location: Header<'static>,
+    etag: Header<'static>,
+}
+
+fn etag(item: &Item) -> Header<'static> {
+    Header::new("ETag", format!("\"{}\"", item.version))
+}
+
+#[get("/api/items?<limit>&<cursor>")]
+pub async fn list(
+    mut db: DbConn,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<Item>>, ApiError> {
+    let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
+    let rows = timed("items_list", db.query_timeout, items::list(&mut db, page)).await?;
+    Ok(Json(Page::from_rows(rows, page, |item| item.id)))
+}
+
+#[get("/api/items/<id>")]
+pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<TaggedItem, ApiError> {
+    let ResourceId(id) = id?;
+    timed("items_get", db.query_timeout, items::find(&mut db, id))
+        .await?
+        .map(TaggedItem::from)
+        .ok_or(ApiError::NotFound("item"))
+}
+
+#[post("/api/items", data = "<body>")]
+pub async fn create(
+    mut db: DbConn,
+    body: Result<JsonBody, ApiError>,
+) -> Result<CreatedItem, ApiError> {
+    let new = NewItem::parse(body?.0).map_err(ApiError::Validation)?;
+    let item = timed(
+        "items_insert",
+        db.query_timeout,
+        items::insert(&mut db, &new),
+    )
+    .await?;
+    Ok(CreatedItem {
+        location: Header::new("Location", format!("/api/items/{}", item.id)),
+        etag: etag(&item),
+        body: Json(item),
+    })
+}
+
+/// Full replacement of name and description. With `If-Match`, the write
+/// happens only if the stored version still matches (else 412, row unchanged).
+#[put("/api/items/<id>", data = "<body>")]
+pub async fn replace(
+    mut db: DbConn,
+    id: Result<ResourceId, ApiError>,
+    if_match: Result<IfMatch, ApiError>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<TaggedItem, ApiError> {
+    let ResourceId(id) = id?;
+    let if_match = if_match?;
+    let new = NewItem::parse(body?.0).map_err(ApiError::Validation)?;
+    let limit = db.query_timeout;
+    let update = items::update_if_version(&mut db, id, &new, if_match.allowed_versions());
+    match timed("items_update", limit, update).await? {
+        UpdateOutcome::Updated(item) => Ok(item.into()),
+        UpdateOutcome::NotFound => Err(ApiError::NotFound("item")),
+        UpdateOutcome::VersionMismatch { current_version } => {
+            Err(ApiError::PreconditionFailed { current_version })
+        }
+    }
+}
+
+#[delete("/api/items/<id>")]
+pub async fn remove(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Status, ApiError> {
+    let ResourceId(id) = id?;
+    if timed("items_delete", db.query_timeout, items::delete(&mut db, id)).await? {
+        Ok(Status::NoContent)
+    } else {
+        Err(ApiError::NotFound("item"))
+    }
+}

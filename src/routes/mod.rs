@@ -1,0 +1,29 @@
+//! Every route the service mounts, in one list. The OpenAPI document in
+//! `openapi.rs` is checked against this list by a unit test.
+
+pub mod health;
+pub mod items;
+pub mod openapi;
+pub mod users;
+
+use rocket::{Route, routes};
+
+pub fn all() -> Vec<Route> {
+    routes![
+        items::list,
+        items::get,
+        items::create,
+        items::replace,
+        items::remove,
+        users::list,
+        users::get,
+        users::create,
+        health::live,
+        health::live_alias,
+        health::startup,
+        health::ready,
+        health::ready_alias,
+        health::summary,
+        openapi::document,
+    ]
+}

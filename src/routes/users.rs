@@ -1,0 +1,58 @@
+//! `/api/users`: list, read, create.
+
+use rocket::http::Header;
+use rocket::serde::json::Json;
+use rocket::{Responder, get, post};
+
+use crate::db::{DbConn, timed};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::user::{NewUser, User};
+use crate::error::ApiError;
+use crate::guards::{JsonBody, ResourceId};
+use crate::repository::users;
+
+#[derive(Responder)]
+#[response(status = 201, content_type = "json")]
+pub struct CreatedUser {
+    body: Json<User>,
+    location: Header<'static>,
+}
+
+#[get("/api/users?<limit>&<cursor>")]
+pub async fn list(
+    mut db: DbConn,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<User>>, ApiError> {
+    let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
+    let rows = timed("users_list", db.query_timeout, users::list(&mut db, page)).await?;
+    Ok(Json(Page::from_rows(rows, page, |user| user.id)))
+}
+
+#[get("/api/users/<id>")]
+pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Json<User>, ApiError> {
+    let ResourceId(id) = id?;
+    timed("users_get", db.query_timeout, users::find(&mut db, id))
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("user"))
+}
+
+/// A duplicate username or email (case-insensitive) is a 409 naming the field.
+#[post("/api/users", data = "<body>")]
+pub async fn create(
+    mut db: DbConn,
+    body: Result<JsonBody, ApiError>,
+) -> Result<CreatedUser, ApiError> {
+    let new = NewUser::parse(body?.0).map_err(ApiError::Validation)?;
+    let user = timed(
+        "users_insert",
+        db.query_timeout,
+        users::insert(&mut db, &new),
+    )
+    .await?;
+    Ok(CreatedUser {
+        location: Header::new("Location", format!("/api/users/{}", user.id)),
+        body: Json(user),
+    })
+}
