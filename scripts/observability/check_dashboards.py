@@ -1,0 +1,110 @@
+"""Structural checks of the Grafana dashboards and their provisioning (no Grafana needed).
+
+- every dashboard file is valid JSON with a unique, stable uid and a title;
+- every datasource uid a panel or target names is defined in grafana/provisioning/datasources.yaml,
+  with the matching type;
+- panel ids are unique within a dashboard, every panel has a gridPos and at least one query;
+- every $variable a query uses is a template variable of that dashboard or a Grafana builtin;
+- LogQL queries select and group only on the labels the API sends to Loki (the static list
+  below; scripts/observability/e2e.py checks it again against the labels the running API
+  actually pushed);
+- the kustomization's grafana-dashboards generator ships exactly the JSON files in the folder.
+
+Exit status 1 on any finding; prints one line per dashboard and a summary.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, dashboards,
+                     logql_grouping_labels, logql_selectors, panels, variable_refs)
+
+# Labels tracing-loki attaches for the API (see src/telemetry): the stream labels it is given
+# plus `level`, which the crate adds itself.
+API_LOKI_LABELS = {"app", "namespace", "environment", "level"}
+
+
+def main() -> int:
+    problems: list[str] = []
+    sources = {d["uid"]: d["type"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    seen_uids: dict[str, str] = {}
+    n_panels = n_queries = 0
+
+    for name, dash in dashboards().items():
+        where = f"{name}"
+        uid = dash.get("uid")
+        if not uid or not dash.get("title"):
+            problems.append(f"{where}: missing uid or title")
+        elif uid in seen_uids:
+            problems.append(f"{where}: uid {uid} also used by {seen_uids[uid]}")
+        else:
+            seen_uids[uid] = name
+        variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+        ids: set[int] = set()
+        for p in panels(dash):
+            n_panels += 1
+            pw = f"{where} panel {p.get('id')} '{p.get('title')}'"
+            if p.get("type") == "row":
+                continue
+            if p.get("id") in ids:
+                problems.append(f"{pw}: duplicate panel id")
+            ids.add(p.get("id"))
+            if not isinstance(p.get("gridPos"), dict):
+                problems.append(f"{pw}: no gridPos")
+            targets = p.get("targets") or []
+            if not targets:
+                problems.append(f"{pw}: no queries")
+            refs = [t.get("refId") for t in targets]
+            if len(refs) != len(set(refs)):
+                problems.append(f"{pw}: duplicate refId")
+            for t in targets:
+                n_queries += 1
+                ds = t.get("datasource") or p.get("datasource") or {}
+                ds_uid, ds_type = ds.get("uid"), ds.get("type")
+                if ds_uid not in sources:
+                    problems.append(f"{pw}: datasource uid {ds_uid!r} is not provisioned")
+                    continue
+                if ds_type and ds_type != sources[ds_uid]:
+                    problems.append(f"{pw}: datasource {ds_uid} is {sources[ds_uid]}, not {ds_type}")
+                expr = t.get("expr", "")
+                if not expr.strip():
+                    problems.append(f"{pw} {t.get('refId')}: empty expr")
+                for var in variable_refs(expr) | variable_refs(t.get("legendFormat", "")):
+                    if var not in variables and var not in GRAFANA_BUILTINS:
+                        problems.append(f"{pw} {t.get('refId')}: unknown variable ${var}")
+                if sources[ds_uid] == "loki":
+                    used = {lbl for sel in logql_selectors(expr) for lbl, _, _ in sel}
+                    used |= logql_grouping_labels(expr)
+                    if not logql_selectors(expr):
+                        problems.append(f"{pw} {t.get('refId')}: no stream selector")
+                    for lbl in sorted(used - API_LOKI_LABELS):
+                        problems.append(f"{pw} {t.get('refId')}: Loki label {lbl!r} is not one the API sends")
+        for v in dash.get("templating", {}).get("list", []):
+            for var in variable_refs(str(v.get("query", ""))):
+                if var not in variables and var not in GRAFANA_BUILTINS:
+                    problems.append(f"{where} variable {v['name']}: unknown variable ${var}")
+        print(f"dashboard {name}: uid={uid} panels={len(ids)} variables={sorted(variables)}")
+
+    kustomization = yaml.safe_load((OBS / "kustomization.yaml").read_text())
+    shipped = set()
+    for gen in kustomization.get("configMapGenerator", []):
+        if gen["name"] == "grafana-dashboards":
+            shipped = {f.split("=")[-1] for f in gen.get("files", [])}
+    on_disk = {str(p.relative_to(OBS)) for p in DASHBOARDS_DIR.glob("*.json")}
+    for missing in sorted(on_disk - shipped):
+        problems.append(f"kustomization.yaml: {missing} is not in the grafana-dashboards generator")
+    for extra in sorted(shipped - on_disk):
+        problems.append(f"kustomization.yaml: grafana-dashboards names missing file {extra}")
+
+    for p in problems:
+        print(f"FAIL {p}")
+    print(f"dashboards: {len(seen_uids)} dashboards, {n_panels} panels, {n_queries} queries, "
+          f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
