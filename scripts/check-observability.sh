@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Checks of k8s/observability, run by .ci/run with no arguments:
+#   1. kustomize render, kubernetes-validate --strict, checkov, yamllint
+#   2. promtool check rules + promtool test rules (unit tests of every alert)
+#   3. promtool check config --syntax-only on a copy with static targets instead of
+#      Kubernetes discovery (Debian's promtool 2.42 has none)
+#   4. dashboards: structure, datasource uids, panel ids, variables, Loki labels
+#   5. relabelling: the shipped relabel rules run by a real Prometheus on hand-written
+#      discovery results
+#   6. end to end: every dashboard query and rule against a Prometheus that scraped the real
+#      kindling API (target/debug/kindling, built with `cargo build` if missing) after a known
+#      mix of requests, and every LogQL query against the streams the API pushed
+# Needs: scripts/install-checkers.sh (venv + Debian's prometheus), Postgres 15 binaries.
+# Exits non-zero if any step fails; prints one summary line per step.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OBS="$ROOT/k8s/observability"
+VENV="$ROOT/.venv-checks"
+PY="$VENV/bin/python"
+HELPERS="$ROOT/scripts/observability"
+K8S_VERSION="${K8S_VERSION:-1.32.0}"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+log() { printf '==> %s\n' "$*"; }
+declare -a SUMMARY=()
+FAILED=0
+record() { # record NAME STATUS DETAIL
+  SUMMARY+=("$(printf '%-28s %-4s %s' "$1" "$2" "$3")")
+  if [[ "$2" != "ok" ]]; then FAILED=1; fi
+}
+# run_step NAME CMD...: runs CMD with output in $TMP/NAME.log, echoes it, records the last line.
+run_step() {
+  local name="$1"; shift
+  log "$name"
+  local status=ok
+  if ! "$@" >"$TMP/$name.log" 2>&1; then status=FAIL; fi
+  cat "$TMP/$name.log"
+  record "$name" "$status" "$(grep -v '^\s*$' "$TMP/$name.log" | tail -n 1 | cut -c1-100)"
+}
+
+for tool in promtool prometheus kubectl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-checkers.sh" >&2; exit 1; }
+done
+[[ -x "$PY" ]] || { echo "missing $VENV: run scripts/install-checkers.sh" >&2; exit 1; }
+
+# 1. Manifests -------------------------------------------------------------------------------
+run_step render kubectl kustomize "$OBS" -o "$TMP/observability.yaml"
+run_step kubernetes-validate "$VENV/bin/kubernetes-validate" --strict -k "$K8S_VERSION" "$TMP/observability.yaml"
+mkdir -p "$TMP/checkov" && cp "$TMP/observability.yaml" "$TMP/checkov/"
+run_step checkov "$VENV/bin/checkov" -d "$TMP/checkov" --framework kubernetes --skip-download --compact --quiet
+YAMLLINT_CONFIG="$ROOT/.yamllint"
+[[ -f "$YAMLLINT_CONFIG" ]] || { YAMLLINT_CONFIG="$TMP/yamllint"; printf 'extends: default\nrules: {line-length: {max: 120}, document-start: disable}\n' >"$YAMLLINT_CONFIG"; }
+yamllint_all() { "$VENV/bin/yamllint" -s -c "$YAMLLINT_CONFIG" "$OBS" && echo "yamllint: clean"; }
+run_step yamllint yamllint_all
+
+# 2. Rules -----------------------------------------------------------------------------------
+run_step promtool-check-rules promtool check rules "$OBS"/prometheus/rules/*.yaml
+run_step promtool-test-rules promtool test rules "$OBS"/prometheus/tests/*.yaml
+
+# 3. Scrape config ---------------------------------------------------------------------------
+syntax_copy() {
+  (cd "$HELPERS" && "$PY" -c 'import promlib, sys, yaml; yaml.safe_dump(promlib.syntax_only_copy(promlib.load_config()), sys.stdout, sort_keys=False)') >"$TMP/prometheus-static.yaml"
+  promtool check config --syntax-only "$TMP/prometheus-static.yaml"
+}
+run_step promtool-check-config syntax_copy
+
+# 4-6. Dashboards, relabelling, end to end ---------------------------------------------------
+run_step dashboards "$PY" "$HELPERS/check_dashboards.py"
+run_step relabelling "$PY" "$HELPERS/relabel_test.py"
+
+BINARY="$ROOT/target/debug/kindling"
+e2e() {
+  if [[ ! -x "$BINARY" ]]; then
+    log "building the service (cargo build) for the end-to-end test"
+    (cd "$ROOT" && cargo build --quiet)
+  fi
+  "$PY" "$HELPERS/e2e.py" --binary "$BINARY" --report "${E2E_REPORT:-$TMP/e2e-report.json}"
+}
+run_step end-to-end e2e
+
+echo
+echo "check-observability summary:"
+printf '  %s\n' "${SUMMARY[@]}"
+passed=0; failed=0
+for line in "${SUMMARY[@]}"; do
+  if [[ "$line" == *" ok "* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "observability: $passed passed, $failed failed"
+exit "$FAILED"
