@@ -228,6 +228,11 @@ def main() -> int:
             if not where.get(code):
                 fail(f"the request mix produced no {code} response")
 
+        # Labelled series (per route, per operation) exist only once observed: read the
+        # exposition again now that the traffic has touched every code path.
+        status, exposition, _ = http("GET", base + "/metrics")
+        exported |= exported_metric_names(exposition.decode(errors="replace"))
+
         # ------------------------------------------------------------- dashboards (PromQL)
         report = {"dashboards": {}, "rules": [], "logql": []}
         kube_names = set(promlib.CLUSTER_METRICS)
@@ -305,7 +310,10 @@ def main() -> int:
                     ds = (t.get("datasource") or panel.get("datasource") or {}).get("type")
                     if ds != "loki":
                         continue
-                    for label_values in (values, dict(values, request_id=probe_id)):
+                    variants = [values]
+                    if "$request_id" in t["expr"]:
+                        variants.append(dict(values, request_id=probe_id))
+                    for label_values in variants:
                         expr = promlib.substitute(t["expr"], label_values)
                         used = {n for sel in promlib.logql_selectors(expr) for n, _, _ in sel}
                         used |= promlib.logql_grouping_labels(expr)
@@ -360,6 +368,8 @@ def print_report(report: dict) -> None:
     print("Series returned per dashboard query (real Prometheus, real API; 'fixture' = "
           "kube-state-metrics/cAdvisor stand-ins):")
     for fname, rows in report["dashboards"].items():
+        if not rows:
+            continue
         print(f"  {fname}")
         for r in rows:
             print(f"    {r['panel'][:44]:<44} {r['refId']} {str(r['legend'])[:22]:<22} "
