@@ -19,7 +19,7 @@ OBS="$ROOT/k8s/observability"
 VENV="$ROOT/.venv-checks"
 PY="$VENV/bin/python"
 HELPERS="$ROOT/scripts/observability"
-K8S_VERSION="${K8S_VERSION:-1.32.0}"
+K8S_VERSION="${K8S_VERSION:-1.35.0}"  # kind-config.yaml pins Kubernetes 1.35
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
