@@ -107,6 +107,9 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let url = env.required("DATABASE_URL")?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(env.invalid("DATABASE_URL", "must be a postgres:// URL"));
+        }
         if let Err(e) = PgConnectOptions::from_str(&url) {
             return Err(ConfigError {
                 variable: "DATABASE_URL".into(),
@@ -136,10 +139,10 @@ impl Settings {
             return Err(env.invalid("BODY_LIMIT_BYTES", "must be between 1 and 16777216"));
         }
         let loki_url = env.optional("LOKI_URL");
-        if let Some(url) = &loki_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(env.invalid("LOKI_URL", "must start with http:// or https://"));
-            }
+        if let Some(url) = &loki_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(env.invalid("LOKI_URL", "must start with http:// or https://"));
         }
         Ok(Settings {
             database,

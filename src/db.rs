@@ -174,21 +174,33 @@ where
     }
 }
 
-/// Applies the embedded migrations. sqlx takes a Postgres advisory lock
-/// around the run, so concurrent migrators (two Job pods, or a Job and an API
-/// pod with MIGRATE_ON_START) serialise; applied versions are skipped.
+/// Advisory-lock key that serialises `kindling migrate` runs (ASCII "kindling").
+const MIGRATE_LOCK_KEY: i64 = 0x6b696e646c696e67;
+
+/// Applies the embedded migrations and returns how many this run applied.
+/// Concurrent migrators (two Job pods, or a Job and an API pod with
+/// MIGRATE_ON_START) queue on a Postgres advisory lock; versions already
+/// applied are skipped, so re-running is harmless.
 pub async fn migrate(url: &str) -> Result<usize, sqlx::migrate::MigrateError> {
     // Migrations may legitimately run longer than a request's statement
-    // timeout. A one-connection pool (rather than a bare connection) keeps the
-    // future Send for `tokio::spawn`.
+    // timeout. One connection, so the session-level lock, the counts and
+    // sqlx's own migration lock share a session (and the future stays Send).
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
         .connect_with(connect_options(url, Duration::from_secs(600))?)
+        .await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATE_LOCK_KEY)
+        .execute(&pool)
         .await?;
     let before = applied_versions(&mut *pool.acquire().await?).await?.len();
     MIGRATOR.run(&pool).await?;
     let after = applied_versions(&mut *pool.acquire().await?).await?.len();
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATE_LOCK_KEY)
+        .execute(&pool)
+        .await?;
     pool.close().await;
     Ok(after.saturating_sub(before))
 }

@@ -1,0 +1,237 @@
+//! Test harness: one Postgres container per test binary, a fresh logical
+//! database per test, and the application built by the same
+//! `kindling::startup::build_rocket` that `main` uses, served over real HTTP
+//! on a free port.
+//!
+//! The Postgres image defaults to the official `postgres:16-alpine`;
+//! `KINDLING_TEST_POSTGRES_IMAGE=name:tag` overrides it (CI uses a locally
+//! built image because no registry is reachable there).
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kindling::config::Settings;
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::testcontainers::runners::SyncRunner;
+use testcontainers_modules::testcontainers::{Container, ContainerRequest, ImageExt};
+
+pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16-alpine";
+const PG_USER: &str = "postgres";
+const PG_PASSWORD: &str = "postgres";
+
+/// The container request every test uses, with the image override applied.
+pub fn postgres_request() -> ContainerRequest<Postgres> {
+    let image = std::env::var("KINDLING_TEST_POSTGRES_IMAGE")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_IMAGE.to_owned());
+    let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+    Postgres::default()
+        .with_user(PG_USER)
+        .with_password(PG_PASSWORD)
+        .with_name(name)
+        .with_tag(tag)
+        .with_startup_timeout(Duration::from_secs(120))
+}
+
+pub fn database_url(port: u16, database: &str) -> String {
+    format!("postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{database}")
+}
+
+struct SharedPostgres {
+    _container: Container<Postgres>,
+    port: u16,
+}
+
+static POSTGRES: OnceLock<SharedPostgres> = OnceLock::new();
+static CONTAINER_ID: OnceLock<String> = OnceLock::new();
+
+/// Statics are never dropped, so the shared container is removed by an
+/// exit handler instead.
+extern "C" fn remove_shared_container() {
+    if let Some(id) = CONTAINER_ID.get() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "--force", "--volumes", id])
+            .output();
+    }
+}
+
+fn shared_postgres_port() -> u16 {
+    POSTGRES
+        .get_or_init(|| {
+            // The sync runner owns its own runtime; start it off the test's runtime.
+            std::thread::spawn(|| {
+                let container = postgres_request().start().expect(
+                    "start Postgres container (is Docker running? see scripts/docker-setup.sh)",
+                );
+                let port = container.get_host_port_ipv4(5432).expect("mapped port");
+                CONTAINER_ID.set(container.id().to_owned()).ok();
+                // SAFETY: registering a plain extern "C" fn with no captured state.
+                unsafe { libc::atexit(remove_shared_container) };
+                SharedPostgres {
+                    _container: container,
+                    port,
+                }
+            })
+            .join()
+            .expect("container thread")
+        })
+        .port
+}
+
+/// Creates an empty database on the shared server and returns its URL.
+pub async fn fresh_database() -> String {
+    let port = shared_postgres_port();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&database_url(port, "postgres"))
+        .await
+        .expect("connect to shared Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    database_url(port, &name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Settings as the process would read them from this environment map.
+pub fn settings_for(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url.into()),
+        ("ROCKET_ADDRESS".into(), "127.0.0.1".into()),
+        ("ROCKET_PORT".into(), port.to_string()),
+        ("SHUTDOWN_GRACE_SECS".into(), "2".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    Settings::from_lookup(|k| env.get(k).cloned()).expect("valid test settings")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    shutdown: rocket::Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.clone().notify();
+    }
+}
+
+/// A migrated, running app on its own database.
+pub async fn spawn_app() -> TestApp {
+    let url = fresh_database().await;
+    kindling::db::migrate(&url).await.expect("migrate");
+    spawn_app_on(&url, &[]).await
+}
+
+/// Runs the app against `database_url` (which may be unreachable) with extra
+/// environment settings.
+pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let port = free_port();
+    let settings = settings_for(database_url, port, extra);
+    let rocket = kindling::startup::build_rocket(settings)
+        .ignite()
+        .await
+        .expect("ignite");
+    let shutdown = rocket.shutdown();
+    tokio::spawn(rocket.launch());
+    let app = TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("client"),
+        shutdown,
+    };
+    app.wait_for(
+        "/api/v1/health/live",
+        StatusCode::OK,
+        Duration::from_secs(10),
+    )
+    .await;
+    app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value, if_match: Option<&str>) -> Response {
+        let mut req = self.client.put(self.url(path)).json(body);
+        if let Some(tag) = if_match {
+            req = req.header("If-Match", tag);
+        }
+        req.send().await.expect("PUT")
+    }
+
+    pub async fn create_item(&self, name: &str) -> Value {
+        let res = self
+            .post_json("/api/items", &serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.expect("item json")
+    }
+
+    /// Polls `path` until it answers `status`, or panics after `within`.
+    pub async fn wait_for(&self, path: &str, status: StatusCode, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(res) = self.client.get(self.url(path)).send().await
+                && res.status() == status
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not answer {status} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Asserts an RFC 9457 problem response with `status`, and returns its body.
+pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status, "unexpected status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: Value = res.json().await.expect("problem json");
+    for member in ["type", "title", "detail"] {
+        assert!(body[member].is_string(), "problem lacks {member}: {body}");
+    }
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["request_id"].is_string());
+    body
+}

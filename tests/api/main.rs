@@ -1,0 +1,11 @@
+//! Black-box tests of the HTTP API against real Postgres. One binary with
+//! modules keeps link time down; see helpers.rs for the harness.
+
+mod errors;
+mod health;
+mod helpers;
+mod items;
+mod lifecycle;
+mod openapi;
+mod outage;
+mod users;
