@@ -7,10 +7,9 @@
 //! answers live/startup, and the `Connection<Db>` guard answers 503 until
 //! Postgres is reachable.
 
-use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rocket::figment::Figment;
 use rocket::http::Status;
@@ -23,6 +22,7 @@ use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseSettings;
 use crate::error::ApiError;
+use crate::telemetry::metrics::Metrics;
 
 /// Migrations in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -118,11 +118,12 @@ pub fn connect_options(
 }
 
 /// A pooled connection for one request: rocket_db_pools' `Connection<Db>`
-/// guard (503 through the catcher when the pool cannot supply one in time)
-/// plus the per-query time limit.
+/// guard (503 through the catcher when the pool cannot supply one within
+/// DATABASE_ACQUIRE_TIMEOUT_MS), the per-query time limit, and metrics.
 pub struct DbConn {
     conn: Connection<Db>,
-    pub query_timeout: Duration,
+    query_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 #[rocket::async_trait]
@@ -130,14 +131,20 @@ impl<'r> FromRequest<'r> for DbConn {
     type Error = ();
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
-        let query_timeout = match req.guard::<&Db>().await {
-            request::Outcome::Success(db) => db.query_timeout,
-            _ => return request::Outcome::Error((Status::InternalServerError, ())),
+        let (Some(db), Some(metrics)) = (
+            Db::fetch(req.rocket()),
+            req.rocket().state::<Arc<Metrics>>(),
+        ) else {
+            return request::Outcome::Error((Status::InternalServerError, ()));
         };
-        match req.guard::<Connection<Db>>().await {
+        let started = Instant::now();
+        let outcome = req.guard::<Connection<Db>>().await;
+        metrics.observe_acquire(started.elapsed(), outcome.is_success());
+        match outcome {
             request::Outcome::Success(conn) => request::Outcome::Success(DbConn {
                 conn,
-                query_timeout,
+                query_timeout: db.query_timeout,
+                metrics: metrics.clone(),
             }),
             request::Outcome::Error((status, _)) => request::Outcome::Error((status, ())),
             request::Outcome::Forward(status) => request::Outcome::Forward(status),
@@ -145,32 +152,27 @@ impl<'r> FromRequest<'r> for DbConn {
     }
 }
 
-impl Deref for DbConn {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for DbConn {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-}
-
-/// Bounds one database round trip (`operation` names it in logs and
-/// metrics), so a hung server gives 503, never a hang.
-pub async fn timed<T, F>(operation: &'static str, limit: Duration, fut: F) -> Result<T, ApiError>
-where
-    F: Future<Output = Result<T, sqlx::Error>>,
-{
-    let _ = operation;
-    match tokio::time::timeout(limit, fut).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(ApiError::DatabaseUnavailable(format!(
-            "query exceeded {} ms",
-            limit.as_millis()
-        ))),
+impl DbConn {
+    /// Runs one database round trip, bounded by the query timeout (a hung
+    /// server gives 503, never a hang) and recorded under `operation` in
+    /// `kindling_db_query_duration_seconds`.
+    pub async fn run<T>(
+        &mut self,
+        operation: &'static str,
+        query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, ApiError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.query_timeout, query(&mut self.conn)).await;
+        let reached_database = matches!(&result, Ok(Ok(_)) | Ok(Err(sqlx::Error::Database(_))));
+        self.metrics
+            .observe_query(operation, started.elapsed(), reached_database);
+        match result {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(_) => Err(ApiError::DatabaseUnavailable(format!(
+                "{operation} exceeded {} ms",
+                self.query_timeout.as_millis()
+            ))),
+        }
     }
 }
 

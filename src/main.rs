@@ -33,23 +33,36 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init_logging(&settings.telemetry) {
-        eprintln!("{e}");
-        return ExitCode::from(2);
-    }
-    let outcome = if command == "migrate" {
-        rocket::execute(migrate(settings))
-    } else {
-        rocket::execute(serve(settings))
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    rocket::execute(async move {
+        let loki = match telemetry::init_logging(&settings.telemetry).await {
+            Ok(loki) => loki,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        let outcome = if command == "migrate" {
+            migrate(settings).await
+        } else {
+            serve(settings).await
+        };
+        if let Err(e) = &outcome {
             tracing::error!(error = %e, "{command} failed");
-            ExitCode::FAILURE
         }
-    }
+        // Queued log lines reach Loki before exit, within a bounded time.
+        if let Some(loki) = loki {
+            loki.flush(LOKI_FLUSH_TIMEOUT).await;
+        }
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        }
+    })
 }
+
+/// Part of the shutdown budget: terminationGracePeriodSeconds covers the
+/// preStop pause, SHUTDOWN_GRACE_SECS, Rocket's 2 s mercy and this.
+const LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn migrate(settings: Settings) -> Result<(), String> {
     let applied = db::migrate(&settings.database.url)

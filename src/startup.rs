@@ -1,6 +1,7 @@
 //! Assembles the application. `main` and the integration tests both call
 //! [`build_rocket`], so the tests exercise exactly what ships.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::config::{LogLevel, Shutdown, Sig};
@@ -14,6 +15,7 @@ use crate::db::{self, Db, PoolFigment};
 use crate::error::default_catcher;
 use crate::routes::{self, health::Lifecycle};
 use crate::telemetry::RequestTelemetry;
+use crate::telemetry::metrics::Metrics;
 
 /// Rocket's configuration, derived from [`Settings`] only: Rocket.toml and
 /// `ROCKET_*` variables other than address and port are not consulted, so
@@ -43,12 +45,15 @@ pub fn figment(settings: &Settings) -> Figment {
 /// sequence. Launching it never needs the database to be up.
 pub fn build_rocket(settings: Settings) -> Rocket<Build> {
     let lifecycle = Lifecycle::default();
+    // Registration of fixed, distinct names cannot fail; a failure is a bug.
+    let metrics = Arc::new(Metrics::new().expect("metric definitions are valid"));
     rocket::custom(figment(&settings))
         .attach(Db::init())
         .attach(RequestTelemetry)
         .attach(start_up(settings.clone(), lifecycle.clone()))
         .manage(settings)
         .manage(lifecycle)
+        .manage(metrics)
         .mount("/", routes::all())
         .register("/", catchers![default_catcher])
 }

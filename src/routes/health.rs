@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::db::{Db, SchemaStatus, schema_status};
 use crate::error::Problem;
+use crate::telemetry::metrics::Metrics;
 
 /// How long the readiness check waits for Postgres.
 pub const READY_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -188,8 +189,13 @@ pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
 }
 
 #[get("/api/v1/health/ready")]
-pub async fn ready(lifecycle: &State<Lifecycle>, db: &Db) -> ProbeResponse {
+pub async fn ready(
+    lifecycle: &State<Lifecycle>,
+    db: &Db,
+    metrics: &State<Arc<Metrics>>,
+) -> ProbeResponse {
     let checks = Checks::run(lifecycle, db).await;
+    metrics.set_db_up(checks.database.status == "up");
     ProbeResponse {
         ok: checks.ready(),
         detail: "not ready to serve traffic",
@@ -199,8 +205,12 @@ pub async fn ready(lifecycle: &State<Lifecycle>, db: &Db) -> ProbeResponse {
 
 /// Alias of `ready` kept for the older seeds' probes.
 #[get("/db-check")]
-pub async fn ready_alias(lifecycle: &State<Lifecycle>, db: &Db) -> ProbeResponse {
-    ready(lifecycle, db).await
+pub async fn ready_alias(
+    lifecycle: &State<Lifecycle>,
+    db: &Db,
+    metrics: &State<Arc<Metrics>>,
+) -> ProbeResponse {
+    ready(lifecycle, db, metrics).await
 }
 
 /// The summary is a report, not a probe: always 200, with `status` one of

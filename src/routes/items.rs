@@ -4,7 +4,7 @@ use rocket::http::{Header, Status};
 use rocket::serde::json::Json;
 use rocket::{Responder, delete, get, post, put};
 
-use crate::db::{DbConn, timed};
+use crate::db::DbConn;
 use crate::domain::item::{Item, NewItem};
 use crate::domain::page::{Page, PageRequest};
 use crate::error::ApiError;
@@ -47,14 +47,16 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<Json<Page<Item>>, ApiError> {
     let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
-    let rows = timed("items_list", db.query_timeout, items::list(&mut db, page)).await?;
+    let rows = db
+        .run("items_list", async |c| items::list(c, page).await)
+        .await?;
     Ok(Json(Page::from_rows(rows, page, |item| item.id)))
 }
 
 #[get("/api/items/<id>")]
 pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<TaggedItem, ApiError> {
     let ResourceId(id) = id?;
-    timed("items_get", db.query_timeout, items::find(&mut db, id))
+    db.run("items_get", async |c| items::find(c, id).await)
         .await?
         .map(TaggedItem::from)
         .ok_or(ApiError::NotFound("item"))
@@ -66,12 +68,9 @@ pub async fn create(
     body: Result<JsonBody, ApiError>,
 ) -> Result<CreatedItem, ApiError> {
     let new = NewItem::parse(body?.0).map_err(ApiError::Validation)?;
-    let item = timed(
-        "items_insert",
-        db.query_timeout,
-        items::insert(&mut db, &new),
-    )
-    .await?;
+    let item = db
+        .run("items_insert", async |c| items::insert(c, &new).await)
+        .await?;
     Ok(CreatedItem {
         location: Header::new("Location", format!("/api/items/{}", item.id)),
         etag: etag(&item),
@@ -91,9 +90,11 @@ pub async fn replace(
     let ResourceId(id) = id?;
     let if_match = if_match?;
     let new = NewItem::parse(body?.0).map_err(ApiError::Validation)?;
-    let limit = db.query_timeout;
-    let update = items::update_if_version(&mut db, id, &new, if_match.allowed_versions());
-    match timed("items_update", limit, update).await? {
+    let allowed = if_match.allowed_versions();
+    let update = db.run("items_update", async |c| {
+        items::update_if_version(c, id, &new, allowed).await
+    });
+    match update.await? {
         UpdateOutcome::Updated(item) => Ok(item.into()),
         UpdateOutcome::NotFound => Err(ApiError::NotFound("item")),
         UpdateOutcome::VersionMismatch { current_version } => {
@@ -105,7 +106,10 @@ pub async fn replace(
 #[delete("/api/items/<id>")]
 pub async fn remove(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Status, ApiError> {
     let ResourceId(id) = id?;
-    if timed("items_delete", db.query_timeout, items::delete(&mut db, id)).await? {
+    if db
+        .run("items_delete", async |c| items::delete(c, id).await)
+        .await?
+    {
         Ok(Status::NoContent)
     } else {
         Err(ApiError::NotFound("item"))

@@ -25,5 +25,6 @@ pub fn all() -> Vec<Route> {
         health::ready_alias,
         health::summary,
         openapi::document,
+        crate::telemetry::metrics::endpoint,
     ]
 }

@@ -212,6 +212,11 @@ pub fn spec() -> Value {
                 "tags": ["health"],
                 "responses": {"200": json_body("Report", "HealthReport")}
             }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics (text exposition format 0.0.4)",
+                "tags": ["meta"],
+                "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}}
+            }},
             "/api/openapi.json": {"get": {
                 "summary": "This document",
                 "tags": ["meta"],

@@ -4,7 +4,7 @@ use rocket::http::Header;
 use rocket::serde::json::Json;
 use rocket::{Responder, get, post};
 
-use crate::db::{DbConn, timed};
+use crate::db::DbConn;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::user::{NewUser, User};
 use crate::error::ApiError;
@@ -25,14 +25,16 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<Json<Page<User>>, ApiError> {
     let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
-    let rows = timed("users_list", db.query_timeout, users::list(&mut db, page)).await?;
+    let rows = db
+        .run("users_list", async |c| users::list(c, page).await)
+        .await?;
     Ok(Json(Page::from_rows(rows, page, |user| user.id)))
 }
 
 #[get("/api/users/<id>")]
 pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Json<User>, ApiError> {
     let ResourceId(id) = id?;
-    timed("users_get", db.query_timeout, users::find(&mut db, id))
+    db.run("users_get", async |c| users::find(c, id).await)
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound("user"))
@@ -45,12 +47,9 @@ pub async fn create(
     body: Result<JsonBody, ApiError>,
 ) -> Result<CreatedUser, ApiError> {
     let new = NewUser::parse(body?.0).map_err(ApiError::Validation)?;
-    let user = timed(
-        "users_insert",
-        db.query_timeout,
-        users::insert(&mut db, &new),
-    )
-    .await?;
+    let user = db
+        .run("users_insert", async |c| users::insert(c, &new).await)
+        .await?;
     Ok(CreatedUser {
         location: Header::new("Location", format!("/api/users/{}", user.id)),
         body: Json(user),

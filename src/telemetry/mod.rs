@@ -1,7 +1,12 @@
-//! Logs and request telemetry. Every log line is one JSON object on stdout;
-//! each request produces one access line carrying its `request_id`,
-//! `method`, `route` template, `status` and `latency_ms`.
+//! Logs, metrics and request telemetry. Every log line is one JSON object on
+//! stdout (and, with LOKI_URL, in Loki); each request produces one access
+//! line carrying its `request_id`, `method`, `route` template, `status` and
+//! `latency_ms`, and is counted in the HTTP metrics.
 
+pub mod loki;
+pub mod metrics;
+
+use std::sync::Arc;
 use std::time::Instant;
 
 use rocket::fairing::{Fairing, Info, Kind};
@@ -19,10 +24,21 @@ use crate::request_id::{self, RequestId};
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Installs the global subscriber: JSON lines on stdout, filtered by
-/// `RUST_LOG`. `log` records (Rocket's, sqlx's) are bridged into tracing.
-pub fn init_logging(settings: &TelemetrySettings) -> Result<(), String> {
+/// `RUST_LOG`, plus the bounded Loki layer when LOKI_URL is set. `log`
+/// records (Rocket's, sqlx's) are bridged into tracing. Returns the handle
+/// that flushes Loki at shutdown. Must run inside a Tokio runtime.
+pub async fn init_logging(
+    settings: &TelemetrySettings,
+) -> Result<Option<loki::LokiShipper>, String> {
     let filter = EnvFilter::try_new(&settings.log_filter)
         .map_err(|e| format!("configuration error: RUST_LOG is invalid ({e})"))?;
+    let (loki_layer, shipper) = match &settings.loki_url {
+        Some(url) => {
+            let (layer, shipper) = loki::start(settings, url).await?;
+            (Some(layer), Some(shipper))
+        }
+        None => (None, None),
+    };
     let stdout = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -32,8 +48,10 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<(), String> {
     tracing_subscriber::registry()
         .with(filter)
         .with(stdout)
+        .with(loki_layer)
         .try_init()
-        .map_err(|e| format!("logging could not be initialised: {e}"))
+        .map_err(|e| format!("logging could not be initialised: {e}"))?;
+    Ok(shipper)
 }
 
 /// Per-request bookkeeping: assigns the request ID, echoes it, and writes the
@@ -41,6 +59,11 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<(), String> {
 pub struct RequestTelemetry;
 
 struct RequestStart(Instant);
+
+/// Prometheus scrapes are neither counted nor logged.
+fn is_metrics_scrape(req: &Request<'_>) -> bool {
+    req.uri().path() == "/metrics"
+}
 
 /// The matched route's template (`/api/items/<id>`), never the raw path.
 pub fn route_label(req: &Request<'_>) -> String {
@@ -61,6 +84,11 @@ impl Fairing for RequestTelemetry {
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
         RequestId::of(req);
         req.local_cache(|| RequestStart(Instant::now()));
+        if !is_metrics_scrape(req)
+            && let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>()
+        {
+            metrics.http_in_flight.inc();
+        }
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
@@ -70,8 +98,12 @@ impl Fairing for RequestTelemetry {
         let status = res.status().code;
         let route = route_label(req);
         let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
-        if route == "/metrics" {
+        if is_metrics_scrape(req) {
             return;
+        }
+        if let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>() {
+            metrics.http_in_flight.dec();
+            metrics.observe_request(req.method().as_str(), &route, status, latency);
         }
         tracing::info!(
             target: "kindling::access",

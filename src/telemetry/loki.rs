@@ -1,0 +1,407 @@
+//! Log shipping to Loki with tracing-loki, bounded so that a Loki that is
+//! down, slow or hanging can never slow a request or grow memory.
+//!
+//! tracing-loki 0.2.7 has three unbounded behaviours: its 512-slot event
+//! channel drops silently when full, its send queue has no limit, and its
+//! HTTP client has no timeout, so a Loki that accepts connections and never
+//! answers makes the queue grow forever. We keep tracing-loki for what it
+//! does well (labels, per-level streams, protobuf + snappy encoding) and put
+//! two bounds around it:
+//!
+//! 1. [`BoundedLayer`] admits an event into tracing-loki only while fewer
+//!    than [`MAX_UNACKED_EVENTS`] admitted events are still unaccounted for;
+//!    otherwise it drops the event and counts it. tracing-loki's channel and
+//!    queue therefore never hold more than that many events, and its channel
+//!    never overflows silently.
+//! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process, which
+//!    answers at once, keeps at most [`MAX_QUEUE_BYTES`] of compressed
+//!    batches (dropping the oldest, counted) and forwards them to the real
+//!    Loki with a request timeout and backoff.
+//!
+//! Every event is thus delivered or counted in
+//! `kindling_loki_dropped_events_total`; stdout logging is unaffected.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{Event, Subscriber, span};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::TelemetrySettings;
+
+/// Events admitted to tracing-loki but not yet handed to the relay.
+pub const MAX_UNACKED_EVENTS: u64 = 400;
+/// Compressed batches the relay keeps while Loki is unreachable.
+pub const MAX_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest push body the relay accepts from tracing-loki.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Upper bound on one push to the real Loki.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Process-wide counters (logging is process-wide), exported as metrics.
+#[derive(Default)]
+pub struct LokiStats {
+    /// Events admitted into tracing-loki.
+    pub admitted: AtomicU64,
+    /// Events the relay has received from tracing-loki.
+    pub relayed: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub queue_bytes: AtomicU64,
+}
+
+pub static LOKI_STATS: LazyLock<LokiStats> = LazyLock::new(LokiStats::default);
+
+/// Loki's `logproto.PushRequest` (pkg/push/push.proto), decoded only to count
+/// entries per batch. Also used by the tests' receiver.
+pub mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub streams: Vec<StreamAdapter>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StreamAdapter {
+        #[prost(string, tag = "1")]
+        pub labels: String,
+        #[prost(message, repeated, tag = "2")]
+        pub entries: Vec<EntryAdapter>,
+        #[prost(uint64, tag = "3")]
+        pub hash: u64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EntryAdapter {
+        #[prost(message, optional, tag = "1")]
+        pub timestamp: Option<prost_types::Timestamp>,
+        #[prost(string, tag = "2")]
+        pub line: String,
+    }
+
+    /// Decodes a push body: snappy raw (block) format around the protobuf.
+    pub fn decode(body: &[u8]) -> Result<PushRequest, String> {
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(body)
+            .map_err(|e| format!("snappy: {e}"))?;
+        prost::Message::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+    }
+}
+
+/// Admission control in front of tracing-loki's layer (see module docs).
+pub struct BoundedLayer<L> {
+    inner: L,
+}
+
+impl<S, L> Layer<S> for BoundedLayer<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.inner.on_record(id, values, ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let stats = &*LOKI_STATS;
+        let unacked = stats
+            .admitted
+            .load(Ordering::Relaxed)
+            .saturating_sub(stats.relayed.load(Ordering::Relaxed));
+        if unacked >= MAX_UNACKED_EVENTS {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        stats.admitted.fetch_add(1, Ordering::Relaxed);
+        self.inner.on_event(event, ctx);
+    }
+}
+
+/// A compressed push body waiting for Loki.
+struct Batch {
+    body: Vec<u8>,
+    entries: u64,
+}
+
+struct Relay {
+    queue: Mutex<VecDeque<Batch>>,
+    queued_bytes: AtomicU64,
+    ready: Notify,
+    /// Set while the forwarder holds a batch outside the queue.
+    sending: AtomicBool,
+    idle: Notify,
+}
+
+impl Relay {
+    fn enqueue(&self, batch: Batch) {
+        let stats = &*LOKI_STATS;
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
+        queue.push_back(batch);
+        while bytes > MAX_QUEUE_BYTES {
+            let Some(oldest) = queue.pop_front() else {
+                break;
+            };
+            bytes -= oldest.body.len();
+            stats.dropped.fetch_add(oldest.entries, Ordering::Relaxed);
+        }
+        self.queued_bytes.store(bytes as u64, Ordering::Relaxed);
+        stats.queue_bytes.store(bytes as u64, Ordering::Relaxed);
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Option<Batch> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = queue.pop_front()?;
+        self.sending.store(true, Ordering::SeqCst);
+        let bytes = self.queued_bytes.load(Ordering::Relaxed) - batch.body.len() as u64;
+        self.queued_bytes.store(bytes, Ordering::Relaxed);
+        LOKI_STATS.queue_bytes.store(bytes, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// Puts a batch that failed back at the front, unless that would
+    /// exceed the bound, in which case it is dropped and counted.
+    fn give_back(&self, batch: Batch) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
+        if bytes > MAX_QUEUE_BYTES {
+            LOKI_STATS
+                .dropped
+                .fetch_add(batch.entries, Ordering::Relaxed);
+        } else {
+            self.queued_bytes.store(bytes as u64, Ordering::Relaxed);
+            LOKI_STATS
+                .queue_bytes
+                .store(bytes as u64, Ordering::Relaxed);
+            queue.push_front(batch);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.is_empty() && !self.sending.load(Ordering::SeqCst)
+    }
+
+    /// Counts everything still queued as dropped (at shutdown).
+    fn abandon(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let lost: u64 = queue.drain(..).map(|b| b.entries).sum();
+        LOKI_STATS.dropped.fetch_add(lost, Ordering::Relaxed);
+        self.queued_bytes.store(0, Ordering::Relaxed);
+        LOKI_STATS.queue_bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Handle that flushes queued events at shutdown.
+pub struct LokiShipper {
+    controller: tracing_loki::BackgroundTaskController,
+    background: JoinHandle<()>,
+    relay: Arc<Relay>,
+    forwarder: JoinHandle<()>,
+}
+
+/// Builds the layer and starts the relay and tracing-loki's background task.
+/// Must be called inside a Tokio runtime.
+pub async fn start(
+    settings: &TelemetrySettings,
+    loki_url: &str,
+) -> Result<(BoundedLayer<tracing_loki::Layer>, LokiShipper), String> {
+    let push_url = format!("{}/loki/api/v1/push", loki_url.trim_end_matches('/'));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("loki relay: {e}"))?;
+    let relay_url = format!(
+        "http://{}/",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let relay = Arc::new(Relay {
+        queue: Mutex::new(VecDeque::new()),
+        queued_bytes: AtomicU64::new(0),
+        ready: Notify::new(),
+        sending: AtomicBool::new(false),
+        idle: Notify::new(),
+    });
+    tokio::spawn(accept(listener, relay.clone()));
+    let client = reqwest::Client::builder()
+        .timeout(PUSH_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("loki client: {e}"))?;
+    let forwarder = tokio::spawn(forward(client, push_url, relay.clone()));
+
+    let url = tracing_loki::url::Url::parse(&relay_url).map_err(|e| e.to_string())?;
+    let (layer, controller, background) = tracing_loki::builder()
+        .label("app", "kindling-api")
+        .and_then(|b| b.label("namespace", &settings.namespace))
+        .and_then(|b| b.label("environment", &settings.environment))
+        .and_then(|b| b.extra_field("pod", settings.pod_name.clone()))
+        .and_then(|b| b.build_controller_url(url))
+        .map_err(|e| format!("configuration error: LOKI_URL could not be used ({e})"))?;
+    let background = tokio::spawn(background);
+    Ok((
+        BoundedLayer { inner: layer },
+        LokiShipper {
+            controller,
+            background,
+            relay,
+            forwarder,
+        },
+    ))
+}
+
+impl LokiShipper {
+    /// Flushes tracing-loki into the relay and the relay into Loki, giving
+    /// up (and counting the rest as dropped) after `within`.
+    pub async fn flush(self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        self.controller.shutdown().await;
+        let _ = tokio::time::timeout_at(deadline, self.background).await;
+        while !self.relay.is_empty() {
+            let waited = tokio::time::timeout_at(deadline, self.relay.idle.notified()).await;
+            if waited.is_err() {
+                break;
+            }
+        }
+        self.forwarder.abort();
+        self.relay.abandon();
+    }
+}
+
+async fn accept(listener: TcpListener, relay: Arc<Relay>) {
+    loop {
+        if let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_pushes(stream, relay.clone()));
+        }
+    }
+}
+
+/// Minimal HTTP/1.1 server for tracing-loki's keep-alive POSTs: reads a
+/// request, queues its body, answers 204 at once.
+async fn serve_pushes(stream: TcpStream, relay: Arc<Relay>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut content_length = None;
+        let mut line = String::new();
+        let mut header_bytes = 0;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => header_bytes += n,
+            }
+            if header_bytes > 16 * 1024 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse::<usize>().ok();
+            }
+        }
+        let status = match content_length {
+            Some(len) if len <= MAX_BODY_BYTES => {
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                match proto::decode(&body) {
+                    Ok(push) => {
+                        let entries: u64 =
+                            push.streams.iter().map(|s| s.entries.len() as u64).sum();
+                        LOKI_STATS.relayed.fetch_add(entries, Ordering::Relaxed);
+                        relay.enqueue(Batch { body, entries });
+                        "204 No Content"
+                    }
+                    Err(_) => "400 Bad Request",
+                }
+            }
+            _ => "413 Payload Too Large",
+        };
+        let response = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+        if write.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if !status.starts_with("204") {
+            return;
+        }
+    }
+}
+
+/// Sends queued batches to Loki one at a time with a timeout; retries with
+/// backoff while Loki is unavailable. Reports state changes once, on stdout.
+async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut failing = false;
+    loop {
+        let Some(batch) = relay.take() else {
+            relay.sending.store(false, Ordering::SeqCst);
+            relay.idle.notify_waiters();
+            relay.ready.notified().await;
+            continue;
+        };
+        let result = client
+            .post(&push_url)
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .body(batch.body.clone())
+            .send()
+            .await;
+        match result {
+            Ok(res) if res.status().is_success() => {
+                LOKI_STATS
+                    .delivered
+                    .fetch_add(batch.entries, Ordering::Relaxed);
+                relay.sending.store(false, Ordering::SeqCst);
+                if failing {
+                    failing = false;
+                    tracing::info!(target: "kindling::loki", "log delivery to Loki resumed");
+                }
+                backoff = Duration::from_millis(250);
+                continue;
+            }
+            // 4xx other than 429 will not succeed on retry (e.g. rejected labels).
+            Ok(res) if res.status().is_client_error() && res.status().as_u16() != 429 => {
+                LOKI_STATS
+                    .dropped
+                    .fetch_add(batch.entries, Ordering::Relaxed);
+                relay.sending.store(false, Ordering::SeqCst);
+                tracing::warn!(target: "kindling::loki", status = res.status().as_u16(), "Loki rejected a batch; dropped");
+                continue;
+            }
+            Ok(res) => {
+                if !failing {
+                    tracing::warn!(target: "kindling::loki", status = res.status().as_u16(), "Loki push failed; retrying");
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(target: "kindling::loki", error = %e, "Loki unreachable; queueing (bounded)");
+                }
+            }
+        }
+        failing = true;
+        relay.give_back(batch);
+        relay.sending.store(false, Ordering::SeqCst);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
