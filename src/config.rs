@@ -63,6 +63,8 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     /// Base URL of Loki; no push when unset.
     pub loki_url: Option<String>,
+    /// Bound on compressed log batches held while Loki is unreachable.
+    pub loki_queue_max_bytes: usize,
     pub environment: String,
     pub namespace: String,
     pub pod_name: String,
@@ -156,6 +158,7 @@ impl Settings {
                     .optional("RUST_LOG")
                     .unwrap_or_else(|| DEFAULT_LOG_FILTER.into()),
                 loki_url,
+                loki_queue_max_bytes: env.parsed("LOKI_QUEUE_MAX_BYTES", 4 * 1024 * 1024)?,
                 environment: env
                     .optional("APP_ENVIRONMENT")
                     .unwrap_or_else(|| "local".into()),

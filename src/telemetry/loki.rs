@@ -14,8 +14,8 @@
 //!    queue therefore never hold more than that many events, and its channel
 //!    never overflows silently.
 //! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process, which
-//!    answers at once, keeps at most [`MAX_QUEUE_BYTES`] of compressed
-//!    batches (dropping the oldest, counted) and forwards them to the real
+//!    answers at once, keeps at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
+//!    of compressed batches (dropping the oldest, counted) and forwards them to the real
 //!    Loki with a request timeout and backoff.
 //!
 //! Every event is thus delivered or counted in
@@ -38,8 +38,6 @@ use crate::config::TelemetrySettings;
 
 /// Events admitted to tracing-loki but not yet handed to the relay.
 pub const MAX_UNACKED_EVENTS: u64 = 400;
-/// Compressed batches the relay keeps while Loki is unreachable.
-pub const MAX_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest push body the relay accepts from tracing-loki.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Upper bound on one push to the real Loki.
@@ -137,6 +135,7 @@ struct Batch {
 }
 
 struct Relay {
+    max_bytes: usize,
     queue: Mutex<VecDeque<Batch>>,
     queued_bytes: AtomicU64,
     ready: Notify,
@@ -151,7 +150,7 @@ impl Relay {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
         queue.push_back(batch);
-        while bytes > MAX_QUEUE_BYTES {
+        while bytes > self.max_bytes {
             let Some(oldest) = queue.pop_front() else {
                 break;
             };
@@ -179,7 +178,7 @@ impl Relay {
     fn give_back(&self, batch: Batch) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
-        if bytes > MAX_QUEUE_BYTES {
+        if bytes > self.max_bytes {
             LOKI_STATS
                 .dropped
                 .fetch_add(batch.entries, Ordering::Relaxed);
@@ -230,6 +229,7 @@ pub async fn start(
         listener.local_addr().map_err(|e| e.to_string())?
     );
     let relay = Arc::new(Relay {
+        max_bytes: settings.loki_queue_max_bytes,
         queue: Mutex::new(VecDeque::new()),
         queued_bytes: AtomicU64::new(0),
         ready: Notify::new(),

@@ -6,6 +6,8 @@ mod health;
 mod helpers;
 mod items;
 mod lifecycle;
+mod loki;
+mod metrics;
 mod openapi;
 mod outage;
 mod users;

@@ -1,0 +1,309 @@
+//! Log shipping to Loki, exercised with the real binary against a test
+//! receiver that speaks Loki's push protocol (snappy block compression of a
+//! `logproto.PushRequest`): lines arrive with the expected labels and fields,
+//! a receiver that is down or never answers does not slow requests, memory
+//! stays bounded, and queued lines are flushed at shutdown.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kindling::telemetry::loki::proto;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::helpers::{free_port, fresh_database};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Healthy,
+    /// Accepts connections and reads requests, never answers.
+    Hanging,
+}
+
+/// Every stream received: its label set and the JSON lines.
+type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, Value)>>>;
+
+async fn start_receiver(mode: Mode) -> (u16, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut reader = BufReader::new(read);
+                loop {
+                    let (mut line, mut length, mut path) = (String::new(), 0usize, String::new());
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if path.is_empty() {
+                            path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).await.unwrap();
+                    if mode == Mode::Hanging {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    assert_eq!(path, "/loki/api/v1/push");
+                    let push = proto::decode(&body).expect("valid Loki push body");
+                    for stream in push.streams {
+                        let labels = parse_labels(&stream.labels);
+                        for entry in stream.entries {
+                            let line: Value =
+                                serde_json::from_str(&entry.line).expect("JSON log line");
+                            sink.lock().unwrap().push((labels.clone(), line));
+                        }
+                    }
+                    write
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// Prometheus-style label set `{a="x",b="y"}` → {a: x, b: y}.
+fn parse_labels(raw: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = raw.trim().trim_start_matches('{').trim_end_matches('}');
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches([',', ' ']).to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Server {
+    async fn start(loki_url: &str, extra: &[(&str, &str)]) -> Server {
+        let url = fresh_database().await;
+        kindling::db::migrate(&url).await.unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
+        cmd.arg("serve")
+            .current_dir(std::env::temp_dir())
+            .env("DATABASE_URL", &url)
+            .env("ROCKET_PORT", port.to_string())
+            .env("LOKI_URL", loki_url)
+            .env("POD_NAMESPACE", "test-ns")
+            .env("POD_NAME", "pod-1")
+            .env("APP_ENVIRONMENT", "test")
+            .env("SHUTDOWN_GRACE_SECS", "2")
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null());
+        let server = Server {
+            child: cmd.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server
+            .client
+            .get(server.url("/health"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not exported"))
+    }
+
+    /// SIGTERM, then the exit status, which must come within `within`.
+    async fn terminate(mut self, within: Duration) -> i32 {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends `n` list requests, 8 at a time; returns the slowest.
+    async fn load(&self, n: usize) -> Duration {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..n / 8 {
+            let batch: Vec<_> = (0..8)
+                .map(|_| {
+                    let (client, url) = (self.client.clone(), self.url("/api/items?limit=1"));
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let res = client.get(url).send().await.unwrap();
+                        assert_eq!(res.status(), StatusCode::OK);
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            for task in batch {
+                slowest = slowest.max(task.await.unwrap());
+            }
+        }
+        slowest
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shutdown() {
+    let (port, received) = start_receiver(Mode::Healthy).await;
+    let server = Server::start(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let res = server
+        .client
+        .get(server.url("/api/items/31337"))
+        .header("X-Request-Id", "loki-trace-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
+
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty(), "nothing reached the receiver");
+    for (labels, _) in received.iter() {
+        let keys: Vec<_> = labels.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["app", "environment", "level", "namespace"],
+            "labels: {labels:?}"
+        );
+        assert_eq!(labels["app"], "kindling-api");
+        assert_eq!(labels["namespace"], "test-ns");
+        assert_eq!(labels["environment"], "test");
+    }
+    let access = received
+        .iter()
+        .map(|(_, line)| line)
+        .find(|line| line["request_id"] == "loki-trace-1")
+        .expect("the request's access line");
+    assert_eq!(access["route"], "/api/items/<id>");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["status"], 404);
+    assert!(access["latency_ms"].is_number());
+    assert_eq!(access["pod"], "pod-1");
+    // Logged after the server stopped: it can only arrive through the flush.
+    assert!(
+        received
+            .iter()
+            .any(|(_, line)| line["message"] == "shut down cleanly"),
+        "final line not flushed"
+    );
+}
+
+/// Down (nothing listening) and hanging (accepts, never answers): requests
+/// stay fast, queued bytes stay under the bound, the overflow is counted,
+/// resident memory does not grow with the backlog, and shutdown is bounded.
+async fn unavailable_loki_is_harmless(loki_url: String) {
+    let server = Server::start(&loki_url, &[("LOKI_QUEUE_MAX_BYTES", "65536")]).await;
+    server.load(400).await;
+    let rss_before = server.rss_kib();
+    let slowest = server.load(4000).await;
+    let rss_after = server.rss_kib();
+    // A request path that waited for Loki would take the 5 s push timeout.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest request {slowest:?}"
+    );
+    assert!(server.metric("kindling_loki_queue_bytes").await <= 65536.0);
+    assert!(
+        server.metric("kindling_loki_dropped_events_total").await > 0.0,
+        "overflow not counted"
+    );
+    assert_eq!(
+        server.metric("kindling_loki_delivered_events_total").await,
+        0.0
+    );
+    let growth_mib = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    assert!(
+        growth_mib < 16.0,
+        "RSS grew {growth_mib:.1} MiB under a dead Loki"
+    );
+    // Grace (2 s) + mercy + flush bound (2 s), with margin.
+    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_loki_does_not_slow_requests_or_grow_memory() {
+    let (port, _) = start_receiver(Mode::Hanging).await;
+    unavailable_loki_is_harmless(format!("http://127.0.0.1:{port}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_loki_does_not_slow_requests_or_grow_memory() {
+    unavailable_loki_is_harmless(format!("http://127.0.0.1:{}", free_port())).await;
+}
