@@ -1,0 +1,54 @@
+# Production image of the kindling API.
+#
+#   docker build -t kindling-api .
+#
+# Base images are build arguments so that CI without a registry can pass local
+# equivalents (scripts/check-dev-loop.sh); the defaults are the official images.
+#   RUST_IMAGE     compiler image (Debian bookworm, like the runtime's glibc)
+#   RUNTIME_IMAGE  distroless "cc": glibc, libgcc, CA certificates, no shell
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+# ---- build -----------------------------------------------------------------
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+# No query!() macros in this crate, so sqlx never needs a database at build
+# time; SQLX_OFFLINE makes that a guarantee. Symbols are stripped from the
+# release binary (smaller image; panics still name the failing location).
+ENV SQLX_OFFLINE=true \
+    CARGO_TERM_COLOR=never \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
+
+# Dependency layer, rebuilt only when Cargo.toml or Cargo.lock change (the
+# idea of cargo-chef without installing it): compile every dependency against
+# placeholder targets, then drop the placeholders.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && cargo build --release --locked \
+ && rm -rf src target/release/.fingerprint/kindling-* target/release/deps/kindling-* \
+           target/release/deps/libkindling-* target/release/kindling
+
+# The crate itself. migrations/ is embedded into the binary at compile time.
+# --offline: everything was fetched in the dependency layer.
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --offline \
+ && cp target/release/kindling /kindling
+
+# ---- runtime ---------------------------------------------------------------
+FROM ${RUNTIME_IMAGE}
+COPY --from=build /kindling /usr/local/bin/kindling
+# Listen on all interfaces inside the container (the service defaults to
+# 127.0.0.1 for local runs). Kubernetes sets both through the ConfigMap too.
+ENV ROCKET_ADDRESS=0.0.0.0 \
+    ROCKET_PORT=8000
+# Same numeric uid/gid as the Kubernetes securityContext (k8s/base/api).
+USER 10001:10001
+EXPOSE 8000
+# No shell or curl in the runtime: the binary probes itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/kindling", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/kindling"]
+CMD ["serve"]

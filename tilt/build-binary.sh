@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Compile kindling for the dev image and stage it where Tilt watches it.
+#
+#   tilt/build-binary.sh [host|docker]
+#
+# Output (what the Tiltfile's docker_build and live_update use):
+#   .dev-bin/kindling     the binary; replaced atomically, and only when it changed
+#   .dev-bin/deps.stamp   hash of Cargo.toml, Cargo.lock and migrations/; it changes
+#                         only when they do, and the Tiltfile's fall_back_on turns
+#                         that into a full image rebuild (written after the binary,
+#                         so the rebuild always copies the new one)
+#
+# host    cargo on this machine (Linux). Fastest: incremental, nothing to sync
+#         but the binary. The binary must run on Debian bookworm's glibc 2.36:
+#         on a distribution with a newer glibc use docker mode.
+# docker  cargo in a Rust container (RUST_IMAGE, default the official
+#         rust:1.95-slim-bookworm) with the registry and target directory in
+#         named volumes, so it stays incremental. For macOS and Windows (a host
+#         build would not be a Linux binary) and for newer-glibc Linux hosts.
+#
+# Both use the dev profile without debuginfo: the binary is ~5x smaller to
+# sync and links faster. Environment: KINDLING_SRC (source tree, default the
+# repository; the benchmark points it at a copy), KINDLING_DEV_TARGET (host
+# mode target dir, default target/tilt, kept apart from plain `cargo build`
+# output because the profile differs).
+set -euo pipefail
+
+MODE="${1:-host}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SRC="${KINDLING_SRC:-$ROOT}"
+OUT="$SRC/.dev-bin"
+RUST_IMAGE="${RUST_IMAGE:-rust:1.95-slim-bookworm}"
+export CARGO_PROFILE_DEV_DEBUG=0 SQLX_OFFLINE=true
+
+mkdir -p "$OUT"
+case "$MODE" in
+  host)
+    TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
+    cargo build --locked --bin kindling --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+    cp "$TARGET/debug/kindling" "$OUT/kindling.new"
+    ;;
+  docker)
+    # Source read-only at a fixed path (incremental fingerprints include it);
+    # the result is copied out and handed to the caller's uid.
+    docker run --rm \
+      -v "$SRC:/src:ro" -v "$OUT:/out" \
+      -v kindling-dev-cargo-registry:/usr/local/cargo/registry \
+      -v kindling-dev-target:/target \
+      -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
+      -e OWNER="$(id -u):$(id -g)" -w /src "$RUST_IMAGE" \
+      sh -euc 'cargo build --locked --bin kindling
+               cp /target/debug/kindling /out/kindling.new
+               chown "$OWNER" /out/kindling.new'
+    ;;
+  *)
+    echo "usage: $0 [host|docker]" >&2
+    exit 2
+    ;;
+esac
+
+if cmp -s "$OUT/kindling.new" "$OUT/kindling" 2>/dev/null; then
+  rm -f "$OUT/kindling.new"
+  echo "binary unchanged"
+else
+  mv -f "$OUT/kindling.new" "$OUT/kindling"
+  echo "staged $OUT/kindling ($(du -h "$OUT/kindling" | cut -f1))"
+fi
+
+stamp="$(cd "$SRC" && cat Cargo.toml Cargo.lock migrations/* | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$OUT/deps.stamp" 2>/dev/null)" != "$stamp" ]]; then
+  echo "$stamp" >"$OUT/deps.stamp"
+  echo "dependencies or migrations changed: Tilt rebuilds the image"
+fi

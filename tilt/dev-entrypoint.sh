@@ -1,0 +1,57 @@
+#!/bin/sh
+# Entrypoint of the dev image (Dockerfile.dev), installed as /usr/local/bin/kindling-dev.
+#
+#   kindling-dev [serve|migrate|...]   run kindling with these arguments; restart it
+#                                      in place when asked, otherwise exit with its status
+#   kindling-dev --restart             what Tilt's live_update run step calls after
+#                                      syncing a new binary: stop the running kindling
+#                                      so the loop below starts the new one
+#
+# Tilt's live_update copies a freshly compiled binary to $LIVE_BIN (a writable
+# emptyDir in the dev overlay; the root filesystem stays read-only). The baked
+# $IMAGE_BIN is used until the first sync. Restarting the process instead of the
+# container keeps the pod, its IP and the synced binary; a crash still exits the
+# container so Kubernetes restarts it as usual.
+set -u
+
+IMAGE_BIN=/app/kindling
+LIVE_BIN=/app/live/kindling
+STATE=${KINDLING_DEV_STATE:-/tmp}
+PIDFILE="$STATE/kindling-dev.pid"
+RESTART_FLAG="$STATE/kindling-dev.restart"
+
+if [ "${1:-}" = "--restart" ]; then
+  pid=$(cat "$PIDFILE" 2>/dev/null) || { echo "kindling-dev: kindling is not running" >&2; exit 1; }
+  : >"$RESTART_FLAG"
+  kill -TERM "$pid" 2>/dev/null || exit 0
+  # A graceful stop takes milliseconds when idle; an open keep-alive connection
+  # could hold it for SHUTDOWN_GRACE_SECS, which a dev restart need not honour.
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+  kill -KILL "$pid" 2>/dev/null
+  exit 0
+fi
+
+child=""
+stopping=false
+# Pod termination: pass SIGTERM on and exit with kindling's status.
+trap 'stopping=true; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
+
+while :; do
+  bin=$IMAGE_BIN
+  [ -x "$LIVE_BIN" ] && bin=$LIVE_BIN
+  "$bin" "$@" &
+  child=$!
+  echo "$child" >"$PIDFILE"
+  status=0
+  wait "$child" || status=$?
+  # wait returns early when a trapped signal arrives; wait for the real exit.
+  while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done
+  if ! $stopping && [ -f "$RESTART_FLAG" ]; then
+    rm -f "$RESTART_FLAG"
+    echo "kindling-dev: restarting with $bin" >&2
+    continue
+  fi
+  rm -f "$PIDFILE"
+  exit "$status"
+done
