@@ -31,6 +31,7 @@ record() { # record NAME STATUS DETAIL
   if [[ "$2" != "ok" ]]; then FAILED=1; fi
 }
 # run_step NAME CMD...: runs CMD with output in $TMP/NAME.log, echoes it, records the last line.
+# CMD runs as an `if` condition, where `set -e` is off: helper functions return 1 explicitly.
 run_step() {
   local name="$1"; shift
   log "$name"
@@ -46,8 +47,19 @@ done
 [[ -x "$PY" ]] || { echo "missing $VENV: run scripts/install-checkers.sh" >&2; exit 1; }
 
 # 1. Manifests -------------------------------------------------------------------------------
-run_step render kubectl kustomize "$OBS" -o "$TMP/observability.yaml"
-run_step kubernetes-validate "$VENV/bin/kubernetes-validate" --strict -k "$K8S_VERSION" "$TMP/observability.yaml"
+render() {
+  kubectl kustomize "$OBS" -o "$TMP/observability.yaml" || return 1
+  echo "render: $(grep -c '^kind:' "$TMP/observability.yaml") objects from k8s/observability"
+}
+run_step render render
+validate() {
+  "$VENV/bin/kubernetes-validate" --strict -k "$K8S_VERSION" "$TMP/observability.yaml" >"$TMP/kv.out" 2>&1 || {
+    cat "$TMP/kv.out"; return 1; }
+  # CRDs (unknown kinds) only warn with exit 0: they would not count as validated.
+  if grep -qi "warn" "$TMP/kv.out"; then cat "$TMP/kv.out"; echo "kubernetes-validate: unvalidated kinds"; return 1; fi
+  echo "kubernetes-validate --strict $K8S_VERSION: $(grep -c ' passed ' "$TMP/kv.out") resources valid"
+}
+run_step kubernetes-validate validate
 mkdir -p "$TMP/checkov" && cp "$TMP/observability.yaml" "$TMP/checkov/"
 run_step checkov "$VENV/bin/checkov" -d "$TMP/checkov" --framework kubernetes --skip-download --compact --quiet
 YAMLLINT_CONFIG="$ROOT/.yamllint"
@@ -61,7 +73,7 @@ run_step promtool-test-rules promtool test rules "$OBS"/prometheus/tests/*.yaml
 
 # 3. Scrape config ---------------------------------------------------------------------------
 syntax_copy() {
-  (cd "$HELPERS" && "$PY" -c 'import promlib, sys, yaml; yaml.safe_dump(promlib.syntax_only_copy(promlib.load_config()), sys.stdout, sort_keys=False)') >"$TMP/prometheus-static.yaml"
+  (cd "$HELPERS" && "$PY" -c 'import promlib, sys, yaml; yaml.safe_dump(promlib.syntax_only_copy(promlib.load_config()), sys.stdout, sort_keys=False)') >"$TMP/prometheus-static.yaml" || return 1
   promtool check config --syntax-only "$TMP/prometheus-static.yaml"
 }
 run_step promtool-check-config syntax_copy
@@ -74,7 +86,7 @@ BINARY="$ROOT/target/debug/kindling"
 e2e() {
   if [[ ! -x "$BINARY" ]]; then
     log "building the service (cargo build) for the end-to-end test"
-    (cd "$ROOT" && cargo build --quiet)
+    (cd "$ROOT" && cargo build --quiet) || return 1
   fi
   "$PY" "$HELPERS/e2e.py" --binary "$BINARY" --report "${E2E_REPORT:-$TMP/e2e-report.json}"
 }

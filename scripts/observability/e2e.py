@@ -171,7 +171,9 @@ def main() -> int:
         env = dict(os.environ, DATABASE_URL=pg.url, ROCKET_ADDRESS="127.0.0.1",
                    ROCKET_PORT=str(api_port), MIGRATE_ON_START="true",
                    LOKI_URL=f"http://127.0.0.1:{loki.port}", POD_NAMESPACE=NAMESPACE,
-                   POD_NAME=POD, APP_ENVIRONMENT="ci", RUST_LOG="info")
+                   POD_NAME=POD, APP_ENVIRONMENT="ci", RUST_LOG="info",
+                   # Fail fast once Postgres is gone, so the outage phase yields many 5xx.
+                   DATABASE_ACQUIRE_TIMEOUT_MS="250")
         promlib.log(f"kindling API ({binary} serve) on 127.0.0.1:{api_port}")
         api = subprocess.Popen([str(binary), "serve"], env=env, stdout=api_log,
                                stderr=subprocess.STDOUT)
