@@ -35,6 +35,15 @@ export CARGO_PROFILE_DEV_DEBUG=0 SQLX_OFFLINE=true
 mkdir -p "$OUT"
 case "$MODE" in
   host)
+    if [[ "$(uname -s)" != Linux ]]; then
+      echo "host mode builds a $(uname -s) binary; use: tilt up -- --build=docker" >&2
+      exit 2
+    fi
+    glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+    if [[ -n "$glibc" ]] && [[ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n1)" != 2.36 ]]; then
+      echo "warning: host glibc $glibc is newer than the dev image's (2.36); if the pod fails" \
+           "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
+    fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
     cargo build --locked --bin kindling --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
     cp "$TARGET/debug/kindling" "$OUT/kindling.new"
