@@ -153,7 +153,8 @@ def evaluate(tiltfile: Path, context: str = "kind-kindling", args: dict | None =
             pfs.append(pf)
         c.k8s_resources.append(dict(workload=workload, new_name=new_name, port_forwards=pfs,
                                     resource_deps=as_list(resource_deps), links=as_list(links),
-                                    labels=as_list(labels), trigger_mode=trigger_mode))
+                                    labels=as_list(labels), trigger_mode=trigger_mode,
+                                    objects=as_list(objects)))
 
     def local_resource(name, cmd="", deps=[], trigger_mode="auto", resource_deps=[], ignore=[],
                        auto_init=True, serve_cmd="", cmd_bat="", serve_cmd_bat="",
@@ -335,6 +336,16 @@ def check(c: Calls, full: bool = True) -> list[tuple[str, str]]:
     for name in wl:
         if name not in resources:
             v.append(("workload", f"workload {name} has no k8s_resource (labels, deps)"))
+
+    # objects= selectors (name[:kind[:namespace]]) must each match a rendered object
+    for name, r in resources.items():
+        for sel in r.get("objects", []):
+            parts = sel.split(":")
+            hits = [d for d in c.yaml_docs if d["metadata"]["name"] == parts[0]
+                    and (len(parts) < 2 or d["kind"].lower() == parts[1].lower())
+                    and (len(parts) < 3 or d["metadata"].get("namespace", "") == parts[2])]
+            if len(hits) != 1:
+                v.append(("workload", f"{name}: objects selector {sel!r} matches {len(hits)} objects"))
 
     # images
     used = {}
