@@ -121,7 +121,8 @@ def parse_wrk(out):
 def run_mode(mode, seconds, connections, database_url):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url, ROCKET_PORT=str(port),
-               RUST_LOG="info", APP_ENVIRONMENT="bench", POD_NAMESPACE="bench")
+               APP_ENVIRONMENT="bench", POD_NAMESPACE="bench")
+    env.pop("RUST_LOG", None)  # the service default: one access line per request
     if mode == "healthy" or mode == "hanging":
         env["LOKI_URL"] = f"http://127.0.0.1:{Receiver(mode).port}"
     elif mode == "down":
