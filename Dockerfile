@@ -9,6 +9,17 @@
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
+# ---- plan: the dependency "recipe" ----------------------------------------
+# The manifests without comment lines and blank lines, so that editing a
+# comment in Cargo.toml does not invalidate the dependency layer below (Docker
+# caches COPY --from by content). The idea of cargo-chef, without the tool.
+FROM ${RUST_IMAGE} AS plan
+WORKDIR /plan
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir /recipe \
+ && grep -Ev '^[[:space:]]*(#|$)' Cargo.toml > /recipe/Cargo.toml \
+ && cp Cargo.lock /recipe/Cargo.lock
+
 # ---- build -----------------------------------------------------------------
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
@@ -19,10 +30,9 @@ ENV SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 
-# Dependency layer, rebuilt only when Cargo.toml or Cargo.lock change (the
-# idea of cargo-chef without installing it): compile every dependency against
-# placeholder targets, then drop the placeholders.
-COPY Cargo.toml Cargo.lock ./
+# Dependency layer, rebuilt only when the recipe changes: compile every
+# dependency against placeholder targets, then drop the placeholders.
+COPY --from=plan /recipe/ ./
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
@@ -30,8 +40,10 @@ RUN mkdir src \
  && rm -rf src target/release/.fingerprint/kindling-* target/release/deps/kindling-* \
            target/release/deps/libkindling-* target/release/kindling
 
-# The crate itself. migrations/ is embedded into the binary at compile time.
-# --offline: everything was fetched in the dependency layer.
+# The crate itself, with the real manifest (comments included). migrations/ is
+# embedded into the binary at compile time. --offline: everything was fetched
+# in the dependency layer.
+COPY Cargo.toml ./
 COPY src ./src
 COPY migrations ./migrations
 RUN cargo build --release --locked --offline \
