@@ -235,3 +235,96 @@ pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
     assert!(body["request_id"].is_string());
     body
 }
+
+/// `kindling <args>` as a child process with exactly `env` (plus PATH), run
+/// from a directory without a `.env` file.
+pub fn kindling_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// The real binary serving on a free port, as Kubernetes runs it. Killed on drop.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl ServerProcess {
+    /// Migrates a fresh database and starts `kindling serve` on it with `env`.
+    pub async fn start(env: &[(&str, &str)]) -> ServerProcess {
+        let url = fresh_database().await;
+        kindling::db::migrate(&url).await.expect("migrate");
+        let port = free_port().to_string();
+        let mut all = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("ROCKET_PORT", port.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let child = kindling_command(&["serve"], &all)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn kindling serve");
+        let server = ServerProcess {
+            child,
+            database_url: url.clone(),
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server
+            .client
+            .get(server.url("/health"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: signalling our own child process.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+    }
+
+    /// The exit code, which must come within `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

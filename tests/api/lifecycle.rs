@@ -1,29 +1,13 @@
 //! The binary as Kubernetes runs it: `kindling migrate`, configuration
 //! errors, and SIGTERM with a request in flight.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{free_port, fresh_database};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kindling");
-
-fn kindling(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    // Run from a directory without a .env file.
-    cmd.current_dir(std::env::temp_dir());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
+use crate::helpers::{ServerProcess, fresh_database, kindling_command as kindling};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_migrators_are_safe_and_rerunning_is_harmless() {
@@ -82,44 +66,11 @@ fn missing_or_malformed_settings_stop_with_one_clear_line() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
-    let url = fresh_database().await;
-    kindling::db::migrate(&url).await.unwrap();
-    let port = free_port();
-    let mut server = Server(
-        kindling(
-            &["serve"],
-            &[
-                ("DATABASE_URL", &url),
-                ("ROCKET_PORT", &port.to_string()),
-                ("SHUTDOWN_GRACE_SECS", "5"),
-            ],
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .get(format!("{base}/api/v1/health/live"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut server = ServerProcess::start(&[("SHUTDOWN_GRACE_SECS", "5")]).await;
+    let (base, client) = (server.base.clone(), server.client.clone());
+    let url = server.database_url.clone();
     let item: serde_json::Value = client
         .post(format!("{base}/api/items"))
         .json(&json!({"name": "in flight"}))
@@ -150,26 +101,12 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // SAFETY: signalling our own child process.
-    assert_eq!(
-        unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) },
-        0
-    );
+    server.sigterm();
     tokio::time::sleep(Duration::from_millis(500)).await;
     sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
 
     let res = put.await.unwrap().expect("in-flight request completed");
     assert_eq!(res.status(), StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let status = loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not exit within the grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status.code(), Some(0));
+    // Grace period of the test server (5 s) plus margin.
+    assert_eq!(server.wait_exit(Duration::from_secs(8)).await, 0);
 }

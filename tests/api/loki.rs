@@ -5,7 +5,6 @@
 //! stays bounded, and queued lines are flushed at shutdown.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::helpers::{free_port, fresh_database};
+use crate::helpers::{ServerProcess, free_port};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -106,63 +105,28 @@ fn parse_labels(raw: &str) -> BTreeMap<String, String> {
     labels
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
+/// What the tests below need beyond [`ServerProcess`].
+trait LokiProbe {
+    fn rss_kib(&self) -> u64;
+    async fn metric(&self, name: &str) -> f64;
+    async fn load(&self, n: usize) -> Duration;
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+async fn start_server(loki_url: &str, extra: &[(&str, &str)]) -> ServerProcess {
+    let mut env = vec![
+        ("LOKI_URL", loki_url),
+        ("POD_NAMESPACE", "test-ns"),
+        ("POD_NAME", "pod-1"),
+        ("APP_ENVIRONMENT", "test"),
+        ("SHUTDOWN_GRACE_SECS", "2"),
+    ];
+    env.extend_from_slice(extra);
+    ServerProcess::start(&env).await
 }
 
-impl Server {
-    async fn start(loki_url: &str, extra: &[(&str, &str)]) -> Server {
-        let url = fresh_database().await;
-        kindling::db::migrate(&url).await.unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kindling"));
-        cmd.arg("serve")
-            .current_dir(std::env::temp_dir())
-            .env("DATABASE_URL", &url)
-            .env("ROCKET_PORT", port.to_string())
-            .env("LOKI_URL", loki_url)
-            .env("POD_NAMESPACE", "test-ns")
-            .env("POD_NAME", "pod-1")
-            .env("APP_ENVIRONMENT", "test")
-            .env("SHUTDOWN_GRACE_SECS", "2")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null());
-        let server = Server {
-            child: cmd.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server
-            .client
-            .get(server.url("/health"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
+impl LokiProbe for ServerProcess {
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
@@ -180,20 +144,6 @@ impl Server {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} not exported"))
-    }
-
-    /// SIGTERM, then the exit status, which must come within `within`.
-    async fn terminate(mut self, within: Duration) -> i32 {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Sends `n` list requests, 8 at a time; returns the slowest.
@@ -222,7 +172,7 @@ impl Server {
 #[tokio::test(flavor = "multi_thread")]
 async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shutdown() {
     let (port, received) = start_receiver(Mode::Healthy).await;
-    let server = Server::start(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
     let res = server
         .client
         .get(server.url("/api/items/31337"))
@@ -231,7 +181,8 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
 
     let received = received.lock().unwrap();
     assert!(!received.is_empty(), "nothing reached the receiver");
@@ -269,7 +220,7 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
 /// stay fast, queued bytes stay under the bound, the overflow is counted,
 /// resident memory does not grow with the backlog, and shutdown is bounded.
 async fn unavailable_loki_is_harmless(loki_url: String) {
-    let server = Server::start(&loki_url, &[("LOKI_QUEUE_MAX_BYTES", "65536")]).await;
+    let mut server = start_server(&loki_url, &[("LOKI_QUEUE_MAX_BYTES", "65536")]).await;
     server.load(400).await;
     let rss_before = server.rss_kib();
     let slowest = server.load(4000).await;
@@ -294,7 +245,8 @@ async fn unavailable_loki_is_harmless(loki_url: String) {
         "RSS grew {growth_mib:.1} MiB under a dead Loki"
     );
     // Grace (2 s) + mercy + flush bound (2 s), with margin.
-    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
