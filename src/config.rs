@@ -15,8 +15,10 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 
 /// Default `RUST_LOG`: our events at info; Rocket's own per-request chatter
-/// is replaced by the access log line (see telemetry), so only its warnings stay.
-pub const DEFAULT_LOG_FILTER: &str = "info,rocket=warn,rocket::server::_=off";
+/// is replaced by the access log line (see telemetry), so only its warnings
+/// stay; Postgres NOTICEs (e.g. "already exists, skipping") only from warn.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,rocket=warn,rocket::server::_=off,sqlx::postgres::notice=warn";
 
 /// Everything the service needs to start, parsed and validated.
 #[derive(Clone, Debug)]
