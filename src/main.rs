@@ -1,4 +1,4 @@
-//! Command line: `kindling [serve|migrate|healthcheck]` (default `serve`).
+//! Command line: `kindling [serve|migrate|healthcheck|openapi]` (default `serve`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -8,10 +8,11 @@ use std::time::Duration;
 use kindling::config::{self, Settings};
 use kindling::{db, startup, telemetry};
 
-const USAGE: &str = "usage: kindling [serve|migrate|healthcheck]
+const USAGE: &str = "usage: kindling [serve|migrate|healthcheck|openapi]
   serve        run the API (default); MIGRATE_ON_START=true migrates first
   migrate      apply the embedded migrations and exit
-  healthcheck  exit 0 if this host's API answers /api/v1/health/live";
+  healthcheck  exit 0 if this host's API answers /api/v1/health/live
+  openapi      print the OpenAPI document served at /api/openapi.json";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -21,6 +22,10 @@ fn main() -> ExitCode {
     }
     if command == "healthcheck" {
         return healthcheck();
+    }
+    if command == "openapi" {
+        println!("{:#}", kindling::routes::openapi::spec());
+        return ExitCode::SUCCESS;
     }
     if !matches!(command.as_str(), "serve" | "migrate") {
         eprintln!("unknown command {command:?}\n{USAGE}");
