@@ -84,7 +84,7 @@ if docker image inspect "$PROD_TAG" >/dev/null 2>&1; then
   else
     bad "production image: /api/v1/health/ready"; docker logs "$API" 2>&1 | tail -n 20
   fi
-  uid="$(docker top "$API" -o uid,comm | awk 'NR > 1 { print $1 }' | sort -u | tr '\n' ' ')"
+  uid="$(docker top "$API" -o pid,uid | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')" || uid="?"
   user="$(docker image inspect --format '{{.Config.User}}' "$PROD_TAG")"
   if [[ "$user" == "10001:10001" && "$uid" == "10001 " ]]; then
     ok "production image: USER $user, process uid $uid"
