@@ -130,6 +130,12 @@ impl From<sqlx::Error> for ApiError {
                 ApiError::DatabaseUnavailable(e.to_string())
             }
             E::WorkerCrashed => ApiError::DatabaseUnavailable(e.to_string()),
+            // Class 22 "data exception": a value validation should have refused.
+            // The client gets a 422 without the SQL text; the cause is logged.
+            E::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                tracing::warn!(error = %e, "database refused a value that passed validation");
+                ApiError::invalid("body", "contains a value that cannot be stored")
+            }
             _ => ApiError::Internal(e.to_string()),
         }
     }
@@ -150,6 +156,9 @@ pub struct Problem {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<FieldErrors>,
+    /// Methods for the `Allow` header of a 405 (not part of the body).
+    #[serde(skip)]
+    pub allow: Option<String>,
     /// Extension members specific to one problem type, flattened into the body.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<serde_json::Value>,
@@ -165,6 +174,7 @@ impl Problem {
             instance: None,
             request_id: None,
             errors: None,
+            allow: None,
             extensions: None,
         }
     }
@@ -189,6 +199,9 @@ impl<'r> Responder<'r, 'static> for Problem {
         if self.status == Status::ServiceUnavailable.code {
             res.header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
         }
+        if let Some(allow) = self.allow {
+            res.header(Header::new("Allow", allow));
+        }
         Ok(res.finalize())
     }
 }
@@ -212,7 +225,22 @@ impl<'r> Responder<'r, 'static> for ApiError {
 /// Every status Rocket produces itself (no route matched, a guard failed,
 /// a panic) is answered here, so no HTML page ever leaves the service.
 #[catch(default)]
-pub fn default_catcher(status: Status, _req: &Request<'_>) -> Problem {
+pub fn default_catcher(status: Status, req: &Request<'_>) -> Problem {
+    if status == Status::NotFound {
+        let allowed = allowed_methods(req);
+        if !allowed.is_empty() {
+            let mut problem = Problem::new(
+                Status::MethodNotAllowed,
+                format!(
+                    "{} is not supported here; use {}",
+                    req.method(),
+                    allowed.join(", ")
+                ),
+            );
+            problem.allow = Some(allowed.join(", "));
+            return problem;
+        }
+    }
     let detail = match status.code {
         404 => "no resource at this path".to_string(),
         // rocket_db_pools' Connection guard fails with 503 when the pool
@@ -227,4 +255,29 @@ pub fn default_catcher(status: Status, _req: &Request<'_>) -> Problem {
         problem.type_ = "urn:kindling:problem:database-unavailable".into();
     }
     problem
+}
+
+/// Methods of the mounted routes whose path template matches the request's
+/// path: non-empty means the path exists and only the method is wrong (405).
+fn allowed_methods(req: &Request<'_>) -> Vec<String> {
+    let path: Vec<&str> = req.uri().path().segments().collect();
+    let mut methods: Vec<String> = req
+        .rocket()
+        .routes()
+        .filter(|route| template_matches(&route.uri.path().to_string(), &path))
+        .map(|route| route.method.as_str().to_owned())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    methods
+}
+
+/// Whether `/a/<x>/b` matches the request's path segments (`<x>` is one segment).
+fn template_matches(template: &str, path: &[&str]) -> bool {
+    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    parts.len() == path.len()
+        && parts
+            .iter()
+            .zip(path)
+            .all(|(part, segment)| part.starts_with('<') || part == segment)
 }

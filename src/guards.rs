@@ -6,7 +6,8 @@ use rocket::http::Status;
 use rocket::request::{self, FromParam, FromRequest, Request};
 
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::domain::page::PageRequest;
+use crate::error::{ApiError, FieldErrors};
 
 /// A JSON request body: the Content-Type says JSON (else 415), it fits the
 /// configured limit (else 413) and it parses (else 400). Field validation is
@@ -68,6 +69,45 @@ impl<'a> FromParam<'a> for ResourceId {
             _ => Err(ApiError::BadRequest(format!(
                 "{param:?} is not a valid id (a positive integer)"
             ))),
+        }
+    }
+}
+
+/// `?limit=N&cursor=C` of a list endpoint. Read from the raw query so that a
+/// repeated parameter is a 422 rather than silently ignored; other
+/// parameters are ignored.
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PageRequest {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let (mut limit, mut cursor) = (None, None);
+        let mut errors = FieldErrors::new();
+        for field in req.query_fields() {
+            let slot = match field.name.key_lossy().as_str() {
+                "limit" => &mut limit,
+                "cursor" => &mut cursor,
+                _ => continue,
+            };
+            if slot.replace(field.value).is_some() {
+                errors.insert(
+                    field.name.key_lossy().to_string(),
+                    "must be given at most once".into(),
+                );
+            }
+        }
+        let parsed = PageRequest::parse(limit, cursor).map_err(|mut e| {
+            e.append(&mut errors);
+            e
+        });
+        match parsed {
+            Ok(page) if errors.is_empty() => request::Outcome::Success(page),
+            Ok(_) => {
+                request::Outcome::Error((Status::UnprocessableEntity, ApiError::Validation(errors)))
+            }
+            Err(e) => {
+                request::Outcome::Error((Status::UnprocessableEntity, ApiError::Validation(e)))
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ impl ObjectReader {
     pub(crate) fn required_string(&mut self, key: &str) -> Option<String> {
         match self.fields.remove(key) {
             None | Some(Value::Null) => self.fail(key, "is required"),
-            Some(Value::String(s)) => Some(s),
+            Some(Value::String(s)) => self.storable(key, s),
             Some(_) => self.fail(key, "must be a string"),
         }
     }
@@ -40,8 +40,17 @@ impl ObjectReader {
     pub(crate) fn optional_string(&mut self, key: &str) -> Option<Option<String>> {
         match self.fields.remove(key) {
             None | Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(s)),
+            Some(Value::String(s)) => self.storable(key, s).map(Some),
             Some(_) => self.fail(key, "must be a string or null"),
+        }
+    }
+
+    /// Postgres text cannot hold U+0000; refuse it here rather than fail in SQL.
+    fn storable(&mut self, key: &str, s: String) -> Option<String> {
+        if s.contains('\0') {
+            self.fail(key, "must not contain the NUL character (U+0000)")
+        } else {
+            Some(s)
         }
     }
 

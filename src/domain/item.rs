@@ -83,6 +83,12 @@ mod tests {
     }
 
     #[test]
+    fn nul_characters_are_rejected() {
+        let errors = NewItem::parse(json!({"name": "a\0b", "description": "\0"})).unwrap_err();
+        assert!(errors.contains_key("name") && errors.contains_key("description"));
+    }
+
+    #[test]
     fn limits_count_characters_not_bytes() {
         assert!(NewItem::parse(json!({"name": "é".repeat(200)})).is_ok());
         assert!(NewItem::parse(json!({"name": "é".repeat(201)})).is_err());

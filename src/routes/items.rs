@@ -40,13 +40,13 @@ fn etag(item: &Item) -> Header<'static> {
     Header::new("ETag", format!("\"{}\"", item.version))
 }
 
-#[get("/api/items?<limit>&<cursor>")]
+/// Keyset pagination: see `domain::page`.
+#[get("/api/items")]
 pub async fn list(
     mut db: DbConn,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    page: Result<PageRequest, ApiError>,
 ) -> Result<Json<Page<Item>>, ApiError> {
-    let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
+    let page = page?;
     let rows = db
         .run("items_list", async |c| items::list(c, page).await)
         .await?;

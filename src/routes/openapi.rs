@@ -75,8 +75,8 @@ fn paging_parameters() -> Value {
          "description": format!("Page size, 1..={MAX_LIMIT} (default {DEFAULT_LIMIT}); larger values are rejected with 422, not clamped"),
          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
         {"name": "cursor", "in": "query", "required": false,
-         "description": "Opaque `next_cursor` from the previous page",
-         "schema": {"type": "string"}}
+         "description": "Opaque `next_cursor` from the previous page; any other value is a 422",
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}
     ])
 }
 

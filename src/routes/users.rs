@@ -18,13 +18,13 @@ pub struct CreatedUser {
     location: Header<'static>,
 }
 
-#[get("/api/users?<limit>&<cursor>")]
+/// Keyset pagination: see `domain::page`.
+#[get("/api/users")]
 pub async fn list(
     mut db: DbConn,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    page: Result<PageRequest, ApiError>,
 ) -> Result<Json<Page<User>>, ApiError> {
-    let page = PageRequest::parse(limit, cursor).map_err(ApiError::Validation)?;
+    let page = page?;
     let rows = db
         .run("users_list", async |c| users::list(c, page).await)
         .await?;

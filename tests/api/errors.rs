@@ -88,17 +88,32 @@ async fn non_json_content_type_returns_415() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_routes_and_methods_return_problem_404() {
+async fn unknown_routes_return_problem_404() {
     let app = spawn_app().await;
     let problem = assert_problem(app.get("/api/nothing-here").await, StatusCode::NOT_FOUND).await;
     assert_eq!(problem["instance"], "/api/nothing-here");
+    assert_problem(app.get("/api/items/1/extra").await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_methods_on_known_paths_return_405_with_allow() {
+    let app = spawn_app().await;
     let res = app
         .client
         .patch(app.url("/api/items"))
         .send()
         .await
         .unwrap();
-    assert_problem(res, StatusCode::NOT_FOUND).await;
+    assert_eq!(res.headers()["allow"], "GET, POST");
+    assert_problem(res, StatusCode::METHOD_NOT_ALLOWED).await;
+    let res = app
+        .client
+        .post(app.url("/api/items/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "DELETE, GET, PUT");
+    assert_problem(res, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -248,7 +248,13 @@ async fn list_defaults_to_50_and_rejects_out_of_range_limits() {
     let page: Value = app.get("/api/items?limit=200").await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 51);
     assert!(page["next_cursor"].is_null());
-    for bad in ["limit=201", "limit=0", "limit=abc", "cursor=garbage"] {
+    for bad in [
+        "limit=201",
+        "limit=0",
+        "limit=abc",
+        "cursor=garbage",
+        "limit=5&limit=6",
+    ] {
         let res = app.get(&format!("/api/items?{bad}")).await;
         let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
         let field = bad.split('=').next().unwrap();
