@@ -264,7 +264,7 @@ fn allowed_methods(req: &Request<'_>) -> Vec<String> {
     let mut methods: Vec<String> = req
         .rocket()
         .routes()
-        .filter(|route| template_matches(&route.uri.path().to_string(), &path))
+        .filter(|route| template_matches(route.uri.path(), &path))
         .map(|route| route.method.as_str().to_owned())
         .collect();
     methods.sort();
