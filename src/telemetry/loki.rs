@@ -271,9 +271,10 @@ impl LokiShipper {
         let deadline = tokio::time::Instant::now() + within;
         self.controller.shutdown().await;
         let _ = tokio::time::timeout_at(deadline, self.background).await;
-        while !self.relay.is_empty() {
-            let waited = tokio::time::timeout_at(deadline, self.relay.idle.notified()).await;
-            if waited.is_err() {
+        loop {
+            // Created before the check, so a notification in between is not lost.
+            let idle = self.relay.idle.notified();
+            if self.relay.is_empty() || tokio::time::timeout_at(deadline, idle).await.is_err() {
                 break;
             }
         }
