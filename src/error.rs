@@ -208,14 +208,12 @@ impl<'r> Responder<'r, 'static> for Problem {
 
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let request_id = RequestId::of(req);
+        // Logged inside the request span, which carries request_id and route.
         match &self {
             ApiError::DatabaseUnavailable(cause) => {
-                tracing::warn!(%request_id, cause = %cause, "database unavailable")
+                tracing::warn!(cause = %cause, "database unavailable")
             }
-            ApiError::Internal(cause) => {
-                tracing::error!(%request_id, cause = %cause, "internal error")
-            }
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
             _ => {}
         }
         self.into_problem().respond_to(req)

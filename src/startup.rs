@@ -14,8 +14,8 @@ use crate::config::Settings;
 use crate::db::{self, Db, PoolFigment};
 use crate::error::default_catcher;
 use crate::routes::{self, health::Lifecycle};
-use crate::telemetry::RequestTelemetry;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::{RequestTelemetry, in_request_spans};
 
 /// Rocket's configuration, derived from [`Settings`] only: Rocket.toml and
 /// `ROCKET_*` variables other than address and port are not consulted, so
@@ -54,7 +54,7 @@ pub fn build_rocket(settings: Settings) -> Rocket<Build> {
         .manage(settings)
         .manage(lifecycle)
         .manage(metrics)
-        .mount("/", routes::all())
+        .mount("/", in_request_spans(routes::all()))
         .register("/", catchers![default_catcher])
 }
 

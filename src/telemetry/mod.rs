@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
+use rocket::route::{self, Handler, Route};
 use rocket::{Data, Request, Response};
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -42,7 +44,7 @@ pub async fn init_logging(
     let stdout = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        .with_current_span(true)
         .with_span_list(false)
         .with_target(true);
     tracing_subscriber::registry()
@@ -115,5 +117,36 @@ impl Fairing for RequestTelemetry {
             latency_ms,
             "request completed"
         );
+    }
+}
+
+/// Runs every route's handler (its guards, the handler and its responder)
+/// inside a `request` span carrying `request_id`, `method` and `route`, so
+/// every event logged while serving a request — the service's, sqlx's —
+/// carries them, on stdout and in Loki. Status and latency are known only at
+/// the end and are on the access line.
+pub fn in_request_spans(routes: Vec<Route>) -> Vec<Route> {
+    routes
+        .into_iter()
+        .map(|mut r| {
+            r.handler = Box::new(InRequestSpan(r.handler));
+            r
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+struct InRequestSpan(Box<dyn Handler>);
+
+#[rocket::async_trait]
+impl Handler for InRequestSpan {
+    async fn handle<'r>(&self, req: &'r Request<'_>, data: Data<'r>) -> route::Outcome<'r> {
+        let span = tracing::info_span!(
+            "request",
+            request_id = %RequestId::of(req),
+            method = %req.method(),
+            route = %route_label(req),
+        );
+        self.0.handle(req, data).instrument(span).await
     }
 }

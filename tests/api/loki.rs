@@ -172,7 +172,12 @@ impl LokiProbe for ServerProcess {
 #[tokio::test(flavor = "multi_thread")]
 async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shutdown() {
     let (port, received) = start_receiver(Mode::Healthy).await;
-    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let mut server = start_server(
+        &format!("http://127.0.0.1:{port}"),
+        // sqlx logs each statement at debug, inside the request's span.
+        &[("RUST_LOG", "info,sqlx::query=debug")],
+    )
+    .await;
     let res = server
         .client
         .get(server.url("/api/items/31337"))
@@ -200,13 +205,20 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
     let access = received
         .iter()
         .map(|(_, line)| line)
-        .find(|line| line["request_id"] == "loki-trace-1")
+        .find(|line| line["request_id"] == "loki-trace-1" && line["message"] == "request completed")
         .expect("the request's access line");
     assert_eq!(access["route"], "/api/items/<id>");
     assert_eq!(access["method"], "GET");
     assert_eq!(access["status"], 404);
     assert!(access["latency_ms"].is_number());
     assert_eq!(access["pod"], "pod-1");
+    // A line logged while serving the request (by sqlx) carries the span's fields.
+    let query = received
+        .iter()
+        .map(|(_, line)| line)
+        .find(|line| line["_target"] == "sqlx::query" && line["request_id"] == "loki-trace-1")
+        .expect("a query line with the request's request_id");
+    assert_eq!(query["route"], "/api/items/<id>");
     // Logged after the server stopped: it can only arrive through the flush.
     assert!(
         received
