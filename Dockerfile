@@ -42,7 +42,10 @@ RUN mkdir src \
 
 # The crate itself, with the real manifest (comments included). migrations/ is
 # embedded into the binary at compile time. --offline: everything was fetched
-# in the dependency layer.
+# in the dependency layer. GIT_SHA becomes the git_sha label of
+# kindling_build_info (`docker build --build-arg GIT_SHA=$(git rev-parse --short HEAD)`).
+ARG GIT_SHA=unknown
+ENV KINDLING_GIT_SHA=${GIT_SHA}
 COPY Cargo.toml ./
 COPY src ./src
 COPY migrations ./migrations

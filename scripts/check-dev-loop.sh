@@ -56,7 +56,8 @@ if "$VENV/bin/python" scripts/tilt_contract.py; then ok "Tiltfile contract"; els
 log "docker build Dockerfile (production)"
 t0=$(now)
 if docker build -q -t "$PROD_TAG" --build-arg RUST_IMAGE="$RUST_IMAGE_LOCAL" \
-     --build-arg RUNTIME_IMAGE="$RUNTIME_LOCAL" . >/dev/null; then
+     --build-arg RUNTIME_IMAGE="$RUNTIME_LOCAL" \
+     --build-arg GIT_SHA="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" . >/dev/null; then
   ok "production image built in $(elapsed "$t0") s: $(image_mb "$PROD_TAG")"
 else
   bad "production image build"
