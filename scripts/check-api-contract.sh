@@ -55,6 +55,8 @@ curl -fsS "http://127.0.0.1:$API_PORT/api/v1/health/ready" >/dev/null \
   || { echo "API did not become ready; see target/contract-serve.log" >&2; exit 1; }
 
 log "schemathesis"
+# One worker: with two, schemathesis 4.32.5's coverage phase intermittently
+# failed inside CPython 3.11 ("AST constructor recursion depth mismatch").
 "$ST" run "http://127.0.0.1:$API_PORT/api/openapi.json" \
   --checks all --exclude-checks positive_data_acceptance,unsupported_method \
-  --max-examples 100 --workers 2 --seed 20261123
+  --max-examples 100 --workers 1 --seed 20261123
