@@ -42,11 +42,8 @@ fn common_errors() -> Value {
     })
 }
 
-fn with_common(mut responses: Value) -> Value {
-    if let (Some(target), Value::Object(common)) = (responses.as_object_mut(), common_errors()) {
-        target.extend(common);
-    }
-    responses
+fn with_common(responses: Value) -> Value {
+    merge(responses, common_errors())
 }
 
 fn body_errors() -> Value {
@@ -61,8 +58,8 @@ fn body_errors() -> Value {
     })
 }
 
-fn merge(a: Value, b: Value) -> Value {
-    let mut a = a;
+/// `a` with the members of `b` added (both JSON objects).
+fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(target), Value::Object(extra)) = (a.as_object_mut(), b) {
         target.extend(extra);
     }
