@@ -22,10 +22,11 @@
 //! `kindling_loki_dropped_events_total`; stdout logging is unaffected.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -128,81 +129,101 @@ where
     }
 }
 
-/// A compressed push body waiting for Loki.
+/// A compressed push body waiting for Loki (`Bytes`: retries send it again
+/// without copying).
 struct Batch {
-    body: Vec<u8>,
+    body: Bytes,
     entries: u64,
+}
+
+/// Batches waiting for Loki, their total size, and whether the forwarder
+/// holds one outside the queue. Guarded by one lock, so the three agree.
+#[derive(Default)]
+struct Backlog {
+    batches: VecDeque<Batch>,
+    bytes: usize,
+    sending: bool,
 }
 
 struct Relay {
     max_bytes: usize,
-    queue: Mutex<VecDeque<Batch>>,
-    queued_bytes: AtomicU64,
+    backlog: Mutex<Backlog>,
     ready: Notify,
-    /// Set while the forwarder holds a batch outside the queue.
-    sending: AtomicBool,
     idle: Notify,
 }
 
 impl Relay {
+    fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(backlog: &Backlog) {
+        LOKI_STATS
+            .queue_bytes
+            .store(backlog.bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Queues a batch, dropping (and counting) the oldest beyond the bound.
     fn enqueue(&self, batch: Batch) {
-        let stats = &*LOKI_STATS;
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
-        queue.push_back(batch);
-        while bytes > self.max_bytes {
-            let Some(oldest) = queue.pop_front() else {
+        let mut backlog = self.backlog();
+        backlog.bytes += batch.body.len();
+        backlog.batches.push_back(batch);
+        while backlog.bytes > self.max_bytes {
+            let Some(oldest) = backlog.batches.pop_front() else {
                 break;
             };
-            bytes -= oldest.body.len();
-            stats.dropped.fetch_add(oldest.entries, Ordering::Relaxed);
+            backlog.bytes -= oldest.body.len();
+            LOKI_STATS
+                .dropped
+                .fetch_add(oldest.entries, Ordering::Relaxed);
         }
-        self.queued_bytes.store(bytes as u64, Ordering::Relaxed);
-        stats.queue_bytes.store(bytes as u64, Ordering::Relaxed);
-        drop(queue);
+        Self::publish(&backlog);
+        drop(backlog);
         self.ready.notify_one();
     }
 
+    /// The next batch to send; `None` means the forwarder is idle.
     fn take(&self) -> Option<Batch> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = queue.pop_front()?;
-        self.sending.store(true, Ordering::SeqCst);
-        let bytes = self.queued_bytes.load(Ordering::Relaxed) - batch.body.len() as u64;
-        self.queued_bytes.store(bytes, Ordering::Relaxed);
-        LOKI_STATS.queue_bytes.store(bytes, Ordering::Relaxed);
-        Some(batch)
+        let mut backlog = self.backlog();
+        let batch = backlog.batches.pop_front();
+        if let Some(b) = &batch {
+            backlog.bytes -= b.body.len();
+        }
+        backlog.sending = batch.is_some();
+        Self::publish(&backlog);
+        if batch.is_none() {
+            self.idle.notify_waiters();
+        }
+        batch
     }
 
     /// Puts a batch that failed back at the front, unless that would
     /// exceed the bound, in which case it is dropped and counted.
     fn give_back(&self, batch: Batch) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = self.queued_bytes.load(Ordering::Relaxed) as usize + batch.body.len();
-        if bytes > self.max_bytes {
+        let mut backlog = self.backlog();
+        if backlog.bytes + batch.body.len() > self.max_bytes {
             LOKI_STATS
                 .dropped
                 .fetch_add(batch.entries, Ordering::Relaxed);
         } else {
-            self.queued_bytes.store(bytes as u64, Ordering::Relaxed);
-            LOKI_STATS
-                .queue_bytes
-                .store(bytes as u64, Ordering::Relaxed);
-            queue.push_front(batch);
+            backlog.bytes += batch.body.len();
+            backlog.batches.push_front(batch);
         }
+        Self::publish(&backlog);
     }
 
     fn is_empty(&self) -> bool {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue.is_empty() && !self.sending.load(Ordering::SeqCst)
+        let backlog = self.backlog();
+        backlog.batches.is_empty() && !backlog.sending
     }
 
     /// Counts everything still queued as dropped (at shutdown).
     fn abandon(&self) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let lost: u64 = queue.drain(..).map(|b| b.entries).sum();
+        let mut backlog = self.backlog();
+        let lost: u64 = backlog.batches.drain(..).map(|b| b.entries).sum();
         LOKI_STATS.dropped.fetch_add(lost, Ordering::Relaxed);
-        self.queued_bytes.store(0, Ordering::Relaxed);
-        LOKI_STATS.queue_bytes.store(0, Ordering::Relaxed);
+        backlog.bytes = 0;
+        Self::publish(&backlog);
     }
 }
 
@@ -230,10 +251,8 @@ pub async fn start(
     );
     let relay = Arc::new(Relay {
         max_bytes: settings.loki_queue_max_bytes,
-        queue: Mutex::new(VecDeque::new()),
-        queued_bytes: AtomicU64::new(0),
+        backlog: Mutex::default(),
         ready: Notify::new(),
-        sending: AtomicBool::new(false),
         idle: Notify::new(),
     });
     tokio::spawn(accept(listener, relay.clone()));
@@ -329,7 +348,10 @@ async fn serve_pushes(stream: TcpStream, relay: Arc<Relay>) {
                         let entries: u64 =
                             push.streams.iter().map(|s| s.entries.len() as u64).sum();
                         LOKI_STATS.relayed.fetch_add(entries, Ordering::Relaxed);
-                        relay.enqueue(Batch { body, entries });
+                        relay.enqueue(Batch {
+                            body: Bytes::from(body),
+                            entries,
+                        });
                         "204 No Content"
                     }
                     Err(_) => "400 Bad Request",
@@ -354,8 +376,6 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
     let mut failing = false;
     loop {
         let Some(batch) = relay.take() else {
-            relay.sending.store(false, Ordering::SeqCst);
-            relay.idle.notify_waiters();
             relay.ready.notified().await;
             continue;
         };
@@ -371,7 +391,6 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                 LOKI_STATS
                     .delivered
                     .fetch_add(batch.entries, Ordering::Relaxed);
-                relay.sending.store(false, Ordering::SeqCst);
                 if failing {
                     failing = false;
                     tracing::info!(target: "kindling::loki", "log delivery to Loki resumed");
@@ -384,7 +403,6 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                 LOKI_STATS
                     .dropped
                     .fetch_add(batch.entries, Ordering::Relaxed);
-                relay.sending.store(false, Ordering::SeqCst);
                 tracing::warn!(target: "kindling::loki", status = res.status().as_u16(), "Loki rejected a batch; dropped");
                 continue;
             }
@@ -401,7 +419,6 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
         }
         failing = true;
         relay.give_back(batch);
-        relay.sending.store(false, Ordering::SeqCst);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
