@@ -82,7 +82,7 @@ impl<'r> FromRequest<'r> for PageRequest {
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
         let (mut limit, mut cursor) = (None, None);
-        let mut errors = FieldErrors::new();
+        let mut repeated = FieldErrors::new();
         for field in req.query_fields() {
             let slot = match field.name.key_lossy().as_str() {
                 "limit" => &mut limit,
@@ -90,25 +90,19 @@ impl<'r> FromRequest<'r> for PageRequest {
                 _ => continue,
             };
             if slot.replace(field.value).is_some() {
-                errors.insert(
-                    field.name.key_lossy().to_string(),
-                    "must be given at most once".into(),
-                );
+                let message = "must be given at most once".to_owned();
+                repeated.insert(field.name.key_lossy().to_string(), message);
             }
         }
-        let parsed = PageRequest::parse(limit, cursor).map_err(|mut e| {
-            e.append(&mut errors);
-            e
-        });
-        match parsed {
-            Ok(page) if errors.is_empty() => request::Outcome::Success(page),
-            Ok(_) => {
-                request::Outcome::Error((Status::UnprocessableEntity, ApiError::Validation(errors)))
+        let errors = match PageRequest::parse(limit, cursor) {
+            Ok(page) if repeated.is_empty() => return request::Outcome::Success(page),
+            Ok(_) => repeated,
+            Err(mut errors) => {
+                errors.append(&mut repeated);
+                errors
             }
-            Err(e) => {
-                request::Outcome::Error((Status::UnprocessableEntity, ApiError::Validation(e)))
-            }
-        }
+        };
+        request::Outcome::Error((Status::UnprocessableEntity, ApiError::Validation(errors)))
     }
 }
 
