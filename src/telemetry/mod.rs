@@ -96,13 +96,13 @@ impl Fairing for RequestTelemetry {
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let request_id = RequestId::of(req);
         res.set_header(Header::new(request_id::HEADER, request_id.to_string()));
+        if is_metrics_scrape(req) {
+            return;
+        }
         let latency = req.local_cache(|| RequestStart(Instant::now())).0.elapsed();
         let status = res.status().code;
         let route = route_label(req);
         let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
-        if is_metrics_scrape(req) {
-            return;
-        }
         if let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>() {
             metrics.http_in_flight.dec();
             metrics.observe_request(req.method().as_str(), &route, status, latency);
