@@ -19,7 +19,9 @@ IMAGE="${KINDLING_TEST_POSTGRES_IMAGE:-postgres:16-alpine}"
 VENV="$ROOT/.venv-contract"
 ST="$VENV/bin/st"
 SCHEMATHESIS_VERSION=4.32.5
-log() { printf '==> %s\n' "$*"; }
+# log, wait_http
+# shellcheck source=scripts/dev-loop-lib.sh
+source "$ROOT/scripts/dev-loop-lib.sh"
 
 if ! "$ST" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
@@ -47,11 +49,7 @@ DATABASE_URL="postgres://postgres:contract@127.0.0.1:$PG_PORT/postgres" \
   ROCKET_PORT="$API_PORT" MIGRATE_ON_START=true RUST_LOG=warn \
   "$ROOT/target/debug/kindling" serve >"$ROOT/target/contract-serve.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$API_PORT/api/v1/health/ready" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$API_PORT/api/v1/health/ready" >/dev/null \
+wait_http "http://127.0.0.1:$API_PORT/api/v1/health/ready" 60 \
   || { echo "API did not become ready; see target/contract-serve.log" >&2; exit 1; }
 
 log "schemathesis"
