@@ -125,16 +125,21 @@ class _KubeletHandler(_Quiet):
 
 # --------------------------------------------------------------------------- Loki receiver
 
-def snappy_block_decompress(buf: bytes) -> bytes:
-    """Snappy's raw (block) format: a varint length, then literals and back-references."""
-    pos, shift, length = 0, 0, 0
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A base-128 varint (snappy's length prefix, protobuf keys and lengths): (value, next pos)."""
+    shift = value = 0
     while True:
         b = buf[pos]
         pos += 1
-        length |= (b & 0x7F) << shift
+        value |= (b & 0x7F) << shift
         shift += 7
         if b < 0x80:
-            break
+            return value, pos
+
+
+def snappy_block_decompress(buf: bytes) -> bytes:
+    """Snappy's raw (block) format: a varint length, then literals and back-references."""
+    length, pos = read_varint(buf, 0)
     out = bytearray()
     while pos < len(buf):
         tag = buf[pos]
@@ -177,14 +182,8 @@ def _protobuf_fields(buf: bytes):
 
     def varint():
         nonlocal pos
-        shift = value = 0
-        while True:
-            b = buf[pos]
-            pos += 1
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return value
+        value, pos = read_varint(buf, pos)
+        return value
 
     while pos < len(buf):
         key = varint()
