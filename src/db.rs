@@ -27,10 +27,8 @@ use crate::telemetry::metrics::Metrics;
 /// Migrations in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Name under which the pool's settings live in Rocket's figment
-/// (`databases.kindling.*`), filled from [`crate::config::DatabaseSettings`].
-pub const DB_NAME: &str = "kindling";
-
+/// The pool's settings live in Rocket's figment under `databases.<Db::NAME>`
+/// (see `startup::figment`), filled from [`crate::config::DatabaseSettings`].
 #[derive(Database)]
 #[database("kindling")]
 pub struct Db(LazyPgPool);

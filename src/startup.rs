@@ -38,7 +38,7 @@ pub fn figment(settings: &Settings) -> Figment {
         .merge(("log_level", LogLevel::Off))
         .merge(("cli_colors", false))
         .merge(("shutdown", shutdown))
-        .merge((format!("databases.{}", db::DB_NAME), PoolFigment::from(d)))
+        .merge((format!("databases.{}", Db::NAME), PoolFigment::from(d)))
 }
 
 /// The whole service: pool, routes, catchers, telemetry and the start-up
