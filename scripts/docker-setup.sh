@@ -4,7 +4,7 @@
 #
 # Idempotent: every step checks whether its result already exists.
 #   scripts/docker-setup.sh            engine + local/postgres:16 test image
-#   scripts/docker-setup.sh --builder  also local/debian:bookworm and local/rust:<ver> base images
+#   scripts/docker-setup.sh --builder  also local/debian:trixie and local/rust:<ver> base images
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,9 +51,10 @@ ensure_engine() {
   exit 1
 }
 
-# rootfs_image NAME PACKAGES: debootstrap a minbase bookworm with PACKAGES, import as NAME.
+# rootfs_image NAME PACKAGES [SUITE]: debootstrap a minbase Debian SUITE (default
+# bookworm) with PACKAGES, import as NAME.
 rootfs_image() {
-  local name="$1" include="$2" dir
+  local name="$1" include="$2" suite="${3:-bookworm}" dir
   if docker image inspect "$name" >/dev/null 2>&1; then
     log "$name already present"
     return
@@ -62,7 +63,7 @@ rootfs_image() {
   rm -rf "$dir"
   mkdir -p "$dir"
   log "debootstrap $name (${include:-minbase})"
-  if ! debootstrap --variant=minbase ${include:+--include="$include"} bookworm "$dir" "$(debian_mirror)" >"$dir.log" 2>&1; then
+  if ! debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$dir" "$(debian_mirror)" >"$dir.log" 2>&1; then
     tail -n 20 "$dir.log" >&2
     echo "debootstrap of $name failed (full log: $dir.log)" >&2
     exit 1
@@ -83,7 +84,9 @@ if ! docker image inspect local/postgres:test >/dev/null 2>&1; then
 fi
 
 if $WANT_BUILDER; then
-  rootfs_image local/debian:bookworm ca-certificates
+  # Debian 13 trixie (glibc 2.41), like the official rust:*-slim-trixie and
+  # distroless cc-debian13 images it stands in for.
+  rootfs_image local/debian:trixie ca-certificates trixie
   RUST_VERSION="$(rustc --version | awk '{print $2}')"
   if ! docker image inspect "local/rust:$RUST_VERSION" >/dev/null 2>&1; then
     log "building local/rust:$RUST_VERSION from this machine's toolchain"

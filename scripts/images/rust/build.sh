@@ -4,14 +4,14 @@
 #
 #   scripts/images/rust/build.sh local/rust:1.95.0 [BASE_IMAGE]
 #
-# The image follows the official rust:<version>-slim-bookworm layout where the
+# The image follows the official rust:<version>-slim-trixie layout where the
 # Dockerfiles rely on it (cargo/rustc on PATH, CARGO_HOME=/usr/local/cargo),
 # so Dockerfile and Dockerfile.dev build unchanged with
 # --build-arg RUST_IMAGE=local/rust:<version>.
 set -euo pipefail
 
 TAG="${1:?usage: build.sh IMAGE_TAG [BASE_IMAGE]}"
-BASE="${2:-local/debian:bookworm}"
+BASE="${2:-local/debian:trixie}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SYSROOT="$(rustc --print sysroot)"
 SYSROOT="$(readlink -f "$SYSROOT")"
