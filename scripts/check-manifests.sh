@@ -6,7 +6,8 @@
 #      (unknown kinds count as failures: kindling uses no CRDs);
 #   3. checkov (kubernetes framework, offline) with zero failures;
 #   4. yamllint -s with the committed .yamllint;
-#   5. scripts/manifest_xref.py on each overlay, plus its negative self-tests.
+#   5. scripts/manifest_xref.py on each overlay and (--platform) on kind-config.yaml
+#      with the observability render, plus its negative self-tests.
 # Runs every step even after a failure, prints each tool's summary line, and
 # exits non-zero if anything failed. Needs kubectl and .venv-checks
 # (scripts/install-checkers.sh creates it).
@@ -139,6 +140,26 @@ if [[ -f "$WORK/dev/rendered.yaml" ]]; then
   fi
   tail -n1 "$WORK/selftest2"
 fi
+
+# What a laptop exposes: kind's port mappings on 127.0.0.1 only, and a Grafana
+# that does not reach for the internet (with its own self-test).
+if [[ -f "$WORK/observability/rendered.yaml" ]]; then
+  if "${XREF[@]}" --platform kind-config.yaml "$WORK/observability/rendered.yaml"; then
+    pass
+  else
+    fail "manifest_xref --platform (kind-config.yaml, k8s/observability)"
+  fi
+else
+  fail "manifest_xref --platform: k8s/observability did not render"
+fi
+if "${XREF[@]}" --platform --expect-violations scripts/testdata/xref-platform-broken.expected \
+  scripts/testdata/xref-platform-broken.yaml >"$WORK/selftest3" 2>&1; then
+  pass
+else
+  cat "$WORK/selftest3" >&2
+  fail "xref self-test (platform)"
+fi
+tail -n1 "$WORK/selftest3"
 
 echo "Kubernetes $K8S_VERSION; kustomizations: ${rendered[*]}"
 echo "check-manifests: $passes passed, $failures failed"

@@ -20,10 +20,19 @@ how the objects fit together:
                      read-only root filesystem and numeric runAsUser/runAsGroup)
   image              images are Tilt-built (BUILT_IMAGES, dev only) or pinned upstream
   checkov-skip       every checkov.io/skipN annotation names a check and gives a reason
+  hpa-replicas       a workload scaled by an HPA does not set spec.replicas
+
+With --platform, the files are kind-config.yaml and the rendered
+k8s/observability instead, checked for what a laptop must not expose:
+  kind-listen        every kind extraPortMapping listens on 127.0.0.1 only
+                     (kind binds 0.0.0.0 when listenAddress is unset)
+  grafana-offline    Grafana neither preinstalls plugins nor calls home for
+                     updates, news or analytics (the NetworkPolicy blocks it)
 
 Usage:
   kubectl kustomize k8s/overlays/dev | scripts/manifest_xref.py --overlay dev -
   scripts/manifest_xref.py --overlay dev --expect-violations EXPECTED FILE   (self-test)
+  scripts/manifest_xref.py --platform kind-config.yaml OBSERVABILITY_RENDER
 """
 from __future__ import annotations
 
@@ -326,8 +335,14 @@ def check_references(m: Manifests, r: Report, profile: Profile) -> None:
 
     for hpa in m.objects("HorizontalPodAutoscaler"):
         target = dig(hpa, "spec", "scaleTargetRef") or {}
-        if m.get(target.get("kind"), hpa["metadata"].get("namespace", "default"), target.get("name")) is None:
+        scaled = m.get(target.get("kind"), hpa["metadata"].get("namespace", "default"), target.get("name"))
+        if scaled is None:
             r.add("ref", name_of(hpa), f"scale target {target.get('kind')}/{target.get('name')} does not exist")
+        elif "replicas" in (scaled.get("spec") or {}):
+            # Every apply (each Tilt update, each `kubectl apply -k`) would reset
+            # the count the autoscaler chose.
+            r.add("hpa-replicas", name_of(scaled),
+                  f"sets spec.replicas although {name_of(hpa)} owns the replica count")
 
     for sts in m.objects("StatefulSet"):
         ns, svc_name = sts["metadata"].get("namespace", "default"), dig(sts, "spec", "serviceName")
@@ -545,6 +560,46 @@ def run_checks(docs: list[dict], profile: Profile) -> tuple[Report, Manifests, i
     return r, m, flows
 
 
+# Grafana's own settings (grafana.ini keys as GF_<SECTION>_<KEY>) that keep it
+# from reaching the internet at start-up and afterwards.
+GRAFANA_OFFLINE_ENV = {
+    "GF_PLUGINS_PREINSTALL_DISABLED": "true",         # Drilldown apps etc. from grafana.com
+    "GF_ANALYTICS_REPORTING_ENABLED": "false",        # usage stats
+    "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",        # version check
+    "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+    "GF_NEWS_NEWS_FEED_ENABLED": "false",             # the news panel's RSS feed
+}
+
+
+def check_platform(docs: list[dict]) -> tuple[Report, int]:
+    """kind-config (kind: Cluster) and the observability render, together."""
+    r, mappings = Report(), 0
+    for cluster in (d for d in docs if d.get("kind") == "Cluster"):
+        for i, node in enumerate(cluster.get("nodes") or []):
+            for pm in node.get("extraPortMappings") or []:
+                mappings += 1
+                if pm.get("listenAddress") != "127.0.0.1":
+                    r.add("kind-listen", f"Cluster/{cluster.get('name')}: node {i}",
+                          f"hostPort {pm.get('hostPort')} listens on {pm.get('listenAddress', '0.0.0.0 (unset)')}, "
+                          "not 127.0.0.1: reachable from the local network")
+    m = Manifests([d for d in docs if d.get("kind") != "Cluster"])
+    grafanas = 0
+    for w in m.workloads:
+        for c in w.containers():
+            if not c.get("image", "").split("@")[0].startswith("grafana/grafana:"):
+                continue
+            grafanas += 1
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            for key, want in GRAFANA_OFFLINE_ENV.items():
+                if env.get(key) != want:
+                    r.add("grafana-offline", f"{w}: container {c['name']}", f"{key} is {env.get(key)!r}, want {want!r}")
+    if not mappings:
+        r.add("kind-listen", "Cluster", "no kind Cluster with extraPortMappings among the files")
+    if not grafanas:
+        r.add("grafana-offline", "Deployment", "no grafana/grafana container among the files")
+    return r, mappings
+
+
 def self_test(report: Report, expected_path: str, label: str) -> int:
     """Each line of the file is `check | object | message substring`. Passes when
     every line matches at least one reported violation and every violation is
@@ -569,12 +624,26 @@ def self_test(report: Report, expected_path: str, label: str) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--overlay", choices=sorted(PROFILES), required=True,
-                        help="which overlay's expectations apply (flows, external Secrets, images)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--overlay", choices=sorted(PROFILES),
+                      help="which overlay's expectations apply (flows, external Secrets, images)")
+    mode.add_argument("--platform", action="store_true",
+                      help="check kind-config.yaml and the rendered k8s/observability (kind-listen, grafana-offline)")
     parser.add_argument("--expect-violations", metavar="FILE",
                         help="self-test: succeed only if the violations reported are exactly those FILE describes")
     parser.add_argument("files", nargs="+", help="rendered YAML files, or - for stdin")
     args = parser.parse_args(argv)
+
+    if args.platform:
+        report, mappings = check_platform(load_documents(args.files))
+        label = "manifest-xref (platform)"
+        if args.expect_violations:
+            return self_test(report, args.expect_violations, label)
+        for check, obj, msg in report.violations:
+            print(f"XREF FAIL [{check}] {obj}: {msg}", file=sys.stderr)
+        print(f"{label}: {len(report.violations)} violations; {mappings} kind port mappings, "
+              f"{len(GRAFANA_OFFLINE_ENV)} Grafana settings")
+        return 1 if report.violations else 0
 
     report, m, flows = run_checks(load_documents(args.files), PROFILES[args.overlay])
     label = f"manifest-xref ({args.overlay})"
