@@ -2,13 +2,15 @@
 # a test Postgres and the API containers on a private Docker network, the way
 # the pod runs them (uid 10001, read-only root filesystem, tmpfs /tmp).
 # shellcheck shell=bash
+# The variables are used by the scripts that source this file.
+# shellcheck disable=SC2034
 
 NET="${DEV_LOOP_NET:-kindling-devloop}"
 PG="${NET}-postgres"
 PG_IMAGE="${PG_IMAGE:-local/postgres:test}"
 DB_URL="postgres://kindling:kindling@${PG}:5432/kindling"
 RUST_VERSION="$(rustc --version | awk '{print $2}')"
-RUST_IMAGE_LOCAL="local/rust:${RUST_VERSION}"
+RUST_IMAGE_LOCAL="local/rust:${RUST_VERSION}-trixie"  # scripts/docker-setup.sh --builder
 
 log() { printf '==> %s\n' "$*"; }
 now() { date +%s.%N; }

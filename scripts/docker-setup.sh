@@ -87,10 +87,12 @@ if $WANT_BUILDER; then
   # Debian 13 trixie (glibc 2.41), like the official rust:*-slim-trixie and
   # distroless cc-debian13 images it stands in for.
   rootfs_image local/debian:trixie ca-certificates trixie
+  # The tag names the Debian release, so an image built on an older base is
+  # never mistaken for this one.
   RUST_VERSION="$(rustc --version | awk '{print $2}')"
-  if ! docker image inspect "local/rust:$RUST_VERSION" >/dev/null 2>&1; then
-    log "building local/rust:$RUST_VERSION from this machine's toolchain"
-    "$ROOT/scripts/images/rust/build.sh" "local/rust:$RUST_VERSION"
+  if ! docker image inspect "local/rust:$RUST_VERSION-trixie" >/dev/null 2>&1; then
+    log "building local/rust:$RUST_VERSION-trixie from this machine's toolchain"
+    "$ROOT/scripts/images/rust/build.sh" "local/rust:$RUST_VERSION-trixie" local/debian:trixie
   fi
 fi
 log "done"
