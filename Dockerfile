@@ -4,10 +4,10 @@
 #
 # Base images are build arguments so that CI without a registry can pass local
 # equivalents (scripts/check-dev-loop.sh); the defaults are the official images.
-#   RUST_IMAGE     compiler image (Debian bookworm, like the runtime's glibc)
-#   RUNTIME_IMAGE  distroless "cc": glibc, libgcc, CA certificates, no shell
-ARG RUST_IMAGE=rust:1.95-slim-bookworm
-ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+#   RUST_IMAGE     compiler image (Debian 13 trixie, glibc 2.41, like the runtime)
+#   RUNTIME_IMAGE  distroless "cc" on Debian 13: glibc, libgcc, CA certificates, no shell
+ARG RUST_IMAGE=rust:1.95-slim-trixie
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 
 # ---- plan: the dependency "recipe" ----------------------------------------
 # The manifests without comment lines and blank lines, so that editing a

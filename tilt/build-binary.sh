@@ -11,10 +11,11 @@
 #                         so the rebuild always copies the new one)
 #
 # host    cargo on this machine (Linux). Fastest: incremental, nothing to sync
-#         but the binary. The binary must run on Debian bookworm's glibc 2.36:
-#         on a distribution with a newer glibc use docker mode.
+#         but the binary. The binary must run on Debian trixie's glibc 2.41:
+#         on a distribution with a newer glibc use docker mode (the Tiltfile
+#         picks it by itself when --build is not given).
 # docker  cargo in a Rust container (RUST_IMAGE, default the official
-#         rust:1.95-slim-bookworm) with the registry and target directory in
+#         rust:1.95-slim-trixie) with the registry and target directory in
 #         named volumes, so it stays incremental. For macOS and Windows (a host
 #         build would not be a Linux binary) and for newer-glibc Linux hosts.
 #
@@ -29,8 +30,10 @@ MODE="${1:-host}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="${KINDLING_SRC:-$ROOT}"
 OUT="$SRC/.dev-bin"
-RUST_IMAGE="${RUST_IMAGE:-rust:1.95-slim-bookworm}"
+RUST_IMAGE="${RUST_IMAGE:-rust:1.95-slim-trixie}"
 export CARGO_PROFILE_DEV_DEBUG=0 SQLX_OFFLINE=true
+# shellcheck source=tilt/lib.sh
+source "$ROOT/tilt/lib.sh"
 
 mkdir -p "$OUT"
 case "$MODE" in
@@ -40,8 +43,8 @@ case "$MODE" in
       exit 2
     fi
     glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
-    if [[ -n "$glibc" ]] && [[ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n1)" != 2.36 ]]; then
-      echo "warning: host glibc $glibc is newer than the dev image's (2.36); if the pod fails" \
+    if [[ -n "$glibc" ]] && [[ "$(printf '%s\n2.41\n' "$glibc" | sort -V | tail -n1)" != 2.41 ]]; then
+      echo "warning: host glibc $glibc is newer than the dev image's (2.41); if the pod fails" \
            "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
@@ -75,7 +78,7 @@ else
   echo "staged $OUT/kindling ($(du -h "$OUT/kindling" | cut -f1))"
 fi
 
-stamp="$(cd "$SRC" && cat Cargo.toml Cargo.lock migrations/* | sha256sum | cut -d' ' -f1)"
+stamp="$(cd "$SRC" && cat Cargo.toml Cargo.lock migrations/* | sha256)"
 if [[ "$(cat "$OUT/deps.stamp" 2>/dev/null)" != "$stamp" ]]; then
   echo "$stamp" >"$OUT/deps.stamp"
   echo "dependencies or migrations changed: Tilt rebuilds the image"
