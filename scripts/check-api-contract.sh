@@ -15,7 +15,7 @@
 # with checkov's pins in .venv-checks.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IMAGE="${KINDLING_TEST_POSTGRES_IMAGE:-postgres:16-alpine}"
+IMAGE="${KINDLING_TEST_POSTGRES_IMAGE:-postgres:17-alpine}"  # production's major
 VENV="$ROOT/.venv-contract"
 ST="$VENV/bin/st"
 SCHEMATHESIS_VERSION=4.32.5

@@ -3,7 +3,7 @@
 # instead of registry images (no registry is reachable on CI machines).
 #
 # Idempotent: every step checks whether its result already exists.
-#   scripts/docker-setup.sh            engine + local/postgres:16 test image
+#   scripts/docker-setup.sh            engine + local/postgres:test (PostgreSQL 17) test image
 #   scripts/docker-setup.sh --builder  also local/debian:trixie and local/rust:<ver> base images
 set -euo pipefail
 
@@ -76,11 +76,20 @@ rootfs_image() {
 ensure_packages
 ensure_engine
 
-# Test Postgres: behaves like the official image for what testcontainers relies on.
-rootfs_image local/debian-postgres:15 postgresql-15,ca-certificates
-if ! docker image inspect local/postgres:test >/dev/null 2>&1; then
-  log "building local/postgres:test"
-  docker build -q -t local/postgres:test "$ROOT/scripts/images/postgres" >/dev/null
+# Test Postgres: behaves like the official postgres:17-alpine for what the tests rely on
+# (same major, UTF-8 cluster with the same locale; see scripts/images/postgres/Dockerfile).
+# Debian 13 trixie is the Debian release that ships PostgreSQL 17; `locales` provides
+# localedef for the en_US.UTF-8 locale the official image initialises with.
+rootfs_image local/debian-postgres:17 postgresql-17,locales,ca-certificates trixie
+# The tag stays local/postgres:test (what CI points the tests at), so an image built from
+# older files is recognised by a label holding the hash of scripts/images/postgres/.
+pg_context="$ROOT/scripts/images/postgres"
+pg_hash="$(cd "$pg_context" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+if [[ "$(docker image inspect -f '{{ index .Config.Labels "kindling.context-hash" }}' local/postgres:test 2>/dev/null)" != "$pg_hash" ]]; then
+  log "building local/postgres:test (context $pg_hash)"
+  docker build -q --label "kindling.context-hash=$pg_hash" -t local/postgres:test "$pg_context" >/dev/null
+else
+  log "local/postgres:test up to date (context $pg_hash)"
 fi
 
 if $WANT_BUILDER; then

@@ -34,7 +34,12 @@ impl NewUser {
         });
         let email = r.required_string("email").and_then(|e| {
             let e = e.trim().to_owned();
-            if e.len() <= 254 && EmailAddress::is_valid(&e) && !e.contains(char::is_whitespace) {
+            // Characters, like the CHECK (char_length) in the migration; the
+            // per-part limits of email_address stay in bytes, as RFC 5321 has them.
+            if e.chars().count() <= 254
+                && EmailAddress::is_valid(&e)
+                && !e.contains(char::is_whitespace)
+            {
                 Some(e)
             } else {
                 r.fail("email", "must be a valid email address")
@@ -77,5 +82,23 @@ mod tests {
             let e = NewUser::parse(json!({"username": "ada", "email": email})).unwrap_err();
             assert!(e.contains_key("email"), "{email} accepted");
         }
+    }
+
+    #[test]
+    fn email_limit_counts_characters_not_bytes() {
+        // 254 characters, 317 bytes: 32 "é" (the 64-byte local-part limit), then
+        // a 31-"é" label and ASCII labels.
+        let domain = format!(
+            "{}.{}.{}.{}.org",
+            "é".repeat(31),
+            "x".repeat(63),
+            "x".repeat(63),
+            "x".repeat(57)
+        );
+        let email = format!("{}@{domain}", "é".repeat(32));
+        assert_eq!(email.chars().count(), 254);
+        assert!(NewUser::parse(json!({"username": "ada", "email": email})).is_ok());
+        let longer = email.replacen(".org", "x.org", 1);
+        assert!(NewUser::parse(json!({"username": "ada", "email": longer})).is_err());
     }
 }

@@ -3,11 +3,15 @@
 //! `kindling::startup::build_rocket` that `main` uses, served over real HTTP
 //! on a free port.
 //!
-//! The Postgres image defaults to the official `postgres:16-alpine`;
-//! `KINDLING_TEST_POSTGRES_IMAGE=name:tag` overrides it (CI uses a locally
-//! built image because no registry is reachable there).
+//! The Postgres image defaults to the official `postgres:17-alpine`, the
+//! production major; `KINDLING_TEST_POSTGRES_IMAGE=name:tag` overrides it (CI
+//! uses a locally built image because no registry is reachable there). The
+//! server must be UTF8 like production's: in a `SQL_ASCII` cluster the
+//! migrations' `char_length` CHECKs count bytes and `lower()` folds only ASCII,
+//! so the tests would not describe production.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -20,7 +24,10 @@ use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::SyncRunner;
 use testcontainers_modules::testcontainers::{Container, ContainerRequest, ImageExt};
 
-pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16-alpine";
+pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:17-alpine";
+/// The major of the image k8s/base pins; another major only warns, so a
+/// contributor's own image still runs the suite.
+const PRODUCTION_POSTGRES_MAJOR: u32 = 17;
 const PG_USER: &str = "postgres";
 const PG_PASSWORD: &str = "postgres";
 
@@ -71,6 +78,18 @@ fn shared_postgres_port() -> u16 {
                 CONTAINER_ID.set(container.id().to_owned()).ok();
                 // SAFETY: registering a plain extern "C" fn with no captured state.
                 unsafe { libc::atexit(remove_shared_container) };
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime for the server check")
+                    .block_on(check_server_is_like_production(port))
+                    .unwrap_or_else(|problem| {
+                        // Exit rather than panic: a panic here would leave the
+                        // OnceLock empty and every later test start its own container.
+                        writeln!(std::io::stderr(), "{problem}").expect("write to stderr");
+                        remove_shared_container();
+                        std::process::exit(1);
+                    });
                 SharedPostgres {
                     _container: container,
                     port,
@@ -80,6 +99,46 @@ fn shared_postgres_port() -> u16 {
             .expect("container thread")
         })
         .port
+}
+
+/// Refuses a server that does not store text as UTF-8 (see the module docs);
+/// prints the version and locale once, so a test log says what it ran on.
+async fn check_server_is_like_production(port: u16) -> Result<(), String> {
+    let mut conn = PgConnection::connect(&database_url(port, "postgres"))
+        .await
+        .expect("connect to shared Postgres");
+    let (encoding, version_num, version, collate, ctype): (String, String, String, String, String) =
+        sqlx::query_as(
+            "SELECT current_setting('server_encoding'), current_setting('server_version_num'), \
+                    current_setting('server_version'), datcollate::text, datctype::text \
+             FROM pg_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("read server settings");
+    let major = version_num.parse::<u32>().expect("server_version_num") / 10_000;
+    // Straight to stderr, not eprintln!, which the test harness captures.
+    let mut report = format!(
+        "test Postgres: {version} (major {major}), server_encoding {encoding}, \
+         lc_collate {collate}, lc_ctype {ctype}\n"
+    );
+    if major != PRODUCTION_POSTGRES_MAJOR {
+        report += &format!(
+            "warning: test Postgres major {major} is not production's {PRODUCTION_POSTGRES_MAJOR}\n"
+        );
+    }
+    std::io::stderr()
+        .write_all(report.as_bytes())
+        .expect("write to stderr");
+    if encoding == "UTF8" {
+        Ok(())
+    } else {
+        Err(format!(
+            "test Postgres has server_encoding {encoding}, not UTF8 like production's \
+             postgres:17-alpine: length limits would count bytes and lower() fold only ASCII. \
+             Use an image whose initdb runs in a UTF-8 locale (CI: scripts/docker-setup.sh)."
+        ))
+    }
 }
 
 /// Creates an empty database on the shared server and returns its URL.

@@ -261,3 +261,43 @@ async fn list_defaults_to_50_and_rejects_out_of_range_limits() {
         assert!(problem["errors"][field].is_string(), "{bad}: {problem}");
     }
 }
+
+/// The limits count characters, in the API and in the database's CHECKs alike:
+/// 200 two-byte "é" (400 bytes) are a valid name, one more is a 422, and no
+/// length is ever a 500. A SQL_ASCII test database counted bytes here.
+#[tokio::test(flavor = "multi_thread")]
+async fn multibyte_names_and_descriptions_are_limited_by_characters() {
+    let app = spawn_app().await;
+    for (name, description) in [
+        ("é".repeat(200), None),
+        ("😀".repeat(200), None), // four bytes each
+        ("n".into(), Some("é".repeat(2000))),
+    ] {
+        let body = json!({"name": name, "description": description});
+        let res = app.post_json("/api/items", &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{name:.20}…");
+        let item: Value = res.json().await.unwrap();
+        assert_eq!(item["name"], name.as_str(), "stored text differs");
+        assert_eq!(item["description"], json!(description));
+
+        let put = app
+            .put_json(&format!("/api/items/{}", item["id"]), &body, None)
+            .await;
+        assert_eq!(put.status(), StatusCode::OK, "PUT {name:.20}…");
+    }
+    for (body, field) in [
+        (json!({"name": "é".repeat(201)}), "name"),
+        (json!({"name": "😀".repeat(201)}), "name"),
+        (
+            json!({"name": "n", "description": "é".repeat(2001)}),
+            "description",
+        ),
+    ] {
+        let problem = assert_problem(
+            app.post_json("/api/items", &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(problem["errors"][field].is_string(), "{problem}");
+    }
+}

@@ -3,7 +3,8 @@
 # POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, listen on all addresses,
 # scram password auth for remote hosts, and (like the official image) a
 # temporary server during init, so "ready to accept connections" is logged twice
-# on first start.
+# on first start. Like the official entrypoint, initdb takes its locale and
+# encoding from the environment (LANG=en_US.utf8 in the Dockerfile): a UTF8 cluster.
 set -eu
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
