@@ -26,8 +26,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub address: IpAddr,
     pub port: u16,
-    /// Largest accepted request body. Kept small on purpose: sqlx 0.7 carries
-    /// RUSTSEC-2024-0363 (values over 4 GiB), see Cargo.toml.
+    /// Largest accepted request body. Kept small on purpose: an API that
+    /// stores short names and emails has no use for large bodies.
     pub body_limit_bytes: u64,
     /// Time in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
