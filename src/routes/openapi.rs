@@ -72,7 +72,10 @@ fn paging_parameters() -> Value {
          "description": format!("Page size, 1..={MAX_LIMIT} (default {DEFAULT_LIMIT}); larger values are rejected with 422, not clamped"),
          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
         {"name": "cursor", "in": "query", "required": false,
-         "description": "Opaque `next_cursor` from the previous page; any other value is a 422",
+         "description": "Opaque `next_cursor` from the previous page; any other value is a 422. \
+            A walk returns every row committed before it started exactly once, in id order, \
+            never a row twice. Ids are taken at insert, not commit: a row committed after \
+            the walk read past its id appears only in the next walk.",
          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}
     ])
 }

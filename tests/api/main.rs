@@ -10,4 +10,5 @@ mod loki;
 mod metrics;
 mod openapi;
 mod outage;
+mod pagination;
 mod users;
