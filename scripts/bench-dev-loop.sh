@@ -47,7 +47,7 @@ log "initial build (the first run compiles every dependency)"
 t0=$(now)
 tilt/build-binary.sh host >/dev/null 2>>"$WORK/build.log"
 initial_build=$(elapsed "$t0")
-docker build -q -f "$SRC/Dockerfile.dev" -t "$DEV_TAG" --build-arg RUNTIME_IMAGE=local/debian:bookworm "$SRC" >/dev/null 2>>"$WORK/build.log"
+docker build -q -f "$SRC/Dockerfile.dev" -t "$DEV_TAG" --build-arg RUNTIME_IMAGE=local/debian:trixie "$SRC" >/dev/null 2>>"$WORK/build.log"
 start_postgres
 run_dev() {
   run_api "$CTR" "$DEV_TAG" --tmpfs /app/live:rw,exec,size=128m,uid=10001,gid=10001 -e MIGRATE_ON_START=true
@@ -85,7 +85,7 @@ sed -i 's/^tokio = { version = "\([^"]*\)", features = \[/tokio = { version = "\
 grep -q '^tokio = .*features = \["test-util", ' "$SRC/Cargo.toml" || { echo "Cargo.toml edit failed" >&2; exit 1; }
 t0=$(now)
 tilt/build-binary.sh host >/dev/null 2>>"$WORK/build.log"
-docker build -q -f "$SRC/Dockerfile.dev" -t "$DEV_TAG" --build-arg RUNTIME_IMAGE=local/debian:bookworm "$SRC" >/dev/null 2>>"$WORK/build.log"
+docker build -q -f "$SRC/Dockerfile.dev" -t "$DEV_TAG" --build-arg RUNTIME_IMAGE=local/debian:trixie "$SRC" >/dev/null 2>>"$WORK/build.log"
 port="$(run_dev)"
 wait_http "http://127.0.0.1:$port/api/v1/health/ready" 60 || { docker logs "$CTR" >&2; exit 1; }
 rebuild=$(elapsed "$t0")
@@ -100,7 +100,7 @@ printf '%-44s %s\n' "  sync + restart + first response (s)" "$(stats "${deploy[@
 printf '%-44s %6s\n' "Cargo.toml (tokio +test-util) -> rebuilt, ready (s)" "$rebuild"
 printf '%-44s %6s\n' "initial build of this run (s)" "$initial_build"
 printf '%-44s %s\n' "dev image $DEV_TAG" "$(image_mb "$DEV_TAG")"
-printf '%-44s %s\n' "  of which its base local/debian:bookworm" "$(image_mb local/debian:bookworm)"
+printf '%-44s %s\n' "  of which its base local/debian:trixie" "$(image_mb local/debian:trixie)"
 if docker image inspect kindling-api:check >/dev/null 2>&1; then
   printf '%-44s %s\n' "production image kindling-api:check" "$(image_mb kindling-api:check)"
 fi
