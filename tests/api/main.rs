@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API against real Postgres. One binary with
 //! modules keeps link time down; see helpers.rs for the harness.
 
+mod config;
 mod errors;
 mod health;
 mod helpers;
