@@ -45,6 +45,10 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Target of the relay's own events (Loki down, rejected, resumed). They go
+/// to stdout only: shipped to a Loki that rejects batches, each rejection's
+/// warning would be a new batch to reject, a push loop without end.
+const RELAY_TARGET: &str = "kindling::loki";
 
 /// Process-wide counters (logging is process-wide), exported as metrics.
 #[derive(Default)]
@@ -115,6 +119,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if event.metadata().target() == RELAY_TARGET {
+            return;
+        }
         let stats = &*LOKI_STATS;
         let unacked = stats
             .admitted
@@ -393,7 +400,7 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                     .fetch_add(batch.entries, Ordering::Relaxed);
                 if failing {
                     failing = false;
-                    tracing::info!(target: "kindling::loki", "log delivery to Loki resumed");
+                    tracing::info!(target: RELAY_TARGET, "log delivery to Loki resumed");
                 }
                 backoff = Duration::from_millis(250);
                 continue;
@@ -403,17 +410,17 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                 LOKI_STATS
                     .dropped
                     .fetch_add(batch.entries, Ordering::Relaxed);
-                tracing::warn!(target: "kindling::loki", status = res.status().as_u16(), "Loki rejected a batch; dropped");
+                tracing::warn!(target: RELAY_TARGET, status = res.status().as_u16(), "Loki rejected a batch; dropped");
                 continue;
             }
             Ok(res) => {
                 if !failing {
-                    tracing::warn!(target: "kindling::loki", status = res.status().as_u16(), "Loki push failed; retrying");
+                    tracing::warn!(target: RELAY_TARGET, status = res.status().as_u16(), "Loki push failed; retrying");
                 }
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(target: "kindling::loki", error = %e, "Loki unreachable; queueing (bounded)");
+                    tracing::warn!(target: RELAY_TARGET, error = %e, "Loki unreachable; queueing (bounded)");
                 }
             }
         }

@@ -16,69 +16,145 @@ use tokio::net::TcpListener;
 
 use crate::helpers::{ServerProcess, free_port};
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Mode {
     Healthy,
     /// Accepts connections and reads requests, never answers.
     Hanging,
+    /// Answers 503 to the first this many pushes, then behaves like Healthy.
+    UnavailableFor(u64),
+    /// Answers 400 to every push, as Loki does for a batch it will never take.
+    Rejecting,
 }
 
-/// Every stream received: its label set and the JSON lines.
-type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, Value)>>>;
+/// What the receiver saw. `problems` collects its own failed checks: its
+/// connection tasks are detached, so a panic there would go unnoticed.
+#[derive(Default)]
+struct Seen {
+    /// Every stream entry accepted (204): its label set and JSON line.
+    lines: Vec<(BTreeMap<String, String>, Value)>,
+    /// Every push body received, whatever the answer.
+    bodies: Vec<Vec<u8>>,
+    answered: BTreeMap<u16, u64>,
+    problems: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Received(Arc<Mutex<Seen>>);
+
+impl Received {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails the test if any of the receiver's own checks failed.
+    fn assert_no_problems(&self) {
+        let seen = self.seen();
+        assert!(seen.problems.is_empty(), "receiver: {:?}", seen.problems);
+    }
+
+    fn has_request(&self, request_id: &str) -> bool {
+        self.seen().lines.iter().any(|(_, line)| {
+            line["request_id"] == request_id && line["message"] == "request completed"
+        })
+    }
+}
 
 async fn start_receiver(mode: Mode) -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let received: Received = Arc::default();
+    let received = Received(Arc::default());
     let sink = received.clone();
     tokio::spawn(async move {
         loop {
-            let (stream, _) = listener.accept().await.unwrap();
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let sink = sink.clone();
             tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::new(read);
-                loop {
-                    let (mut line, mut length, mut path) = (String::new(), 0usize, String::new());
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if path.is_empty() {
-                            path = line.split(' ').nth(1).unwrap_or_default().to_owned();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).await.unwrap();
-                    if mode == Mode::Hanging {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                    }
-                    assert_eq!(path, "/loki/api/v1/push");
-                    let push = proto::decode(&body).expect("valid Loki push body");
-                    for stream in push.streams {
-                        let labels = parse_labels(&stream.labels);
-                        for entry in stream.entries {
-                            let line: Value =
-                                serde_json::from_str(&entry.line).expect("JSON log line");
-                            sink.lock().unwrap().push((labels.clone(), line));
-                        }
-                    }
-                    write
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                        .await
-                        .unwrap();
+                if let Err(problem) = serve_connection(stream, mode, &sink).await {
+                    sink.seen().problems.push(problem);
                 }
             });
         }
     });
     (port, received)
+}
+
+/// One keep-alive connection: read each request, check and record it, answer.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    mode: Mode,
+    sink: &Received,
+) -> Result<(), String> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let (mut line, mut length, mut path) = (String::new(), 0usize, String::new());
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return Ok(());
+            }
+            if path.is_empty() {
+                path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("content-length: {e}"))?;
+            }
+        }
+        let mut body = vec![0; length];
+        reader
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| format!("body: {e}"))?;
+        if path != "/loki/api/v1/push" {
+            return Err(format!("push to {path}"));
+        }
+        let push = proto::decode(&body).map_err(|e| format!("invalid push body: {e}"))?;
+        if let Mode::Hanging = mode {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Ok(());
+        }
+        let status = {
+            let mut seen = sink.seen();
+            let status = match mode {
+                Mode::Rejecting => 400,
+                Mode::UnavailableFor(pushes) if (seen.bodies.len() as u64) < pushes => 503,
+                _ => 204,
+            };
+            seen.bodies.push(body);
+            *seen.answered.entry(status).or_default() += 1;
+            if status == 204 {
+                for stream in push.streams {
+                    let labels = parse_labels(&stream.labels);
+                    for entry in stream.entries {
+                        let line: Value = serde_json::from_str(&entry.line)
+                            .map_err(|e| format!("not a JSON line ({e}): {}", entry.line))?;
+                        seen.lines.push((labels.clone(), line));
+                    }
+                }
+            }
+            status
+        };
+        let reason = match status {
+            204 => "No Content",
+            400 => "Bad Request",
+            _ => "Service Unavailable",
+        };
+        write
+            .write_all(
+                format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+            )
+            .await
+            .map_err(|e| format!("answer: {e}"))?;
+    }
 }
 
 /// Prometheus-style label set `{a="x",b="y"}` → {a: x, b: y}.
@@ -189,7 +265,9 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
     server.sigterm();
     assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
 
-    let received = received.lock().unwrap();
+    received.assert_no_problems();
+    let seen = received.seen();
+    let received = &seen.lines;
     assert!(!received.is_empty(), "nothing reached the receiver");
     for (labels, _) in received.iter() {
         let keys: Vec<_> = labels.keys().map(String::as_str).collect();
@@ -270,4 +348,95 @@ async fn hanging_loki_does_not_slow_requests_or_grow_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_loki_does_not_slow_requests_or_grow_memory() {
     unavailable_loki_is_harmless(format!("http://127.0.0.1:{}", free_port())).await;
+}
+
+/// Sends `n` requests tagged `X-Request-Id: <prefix>-<i>`, 8 at a time.
+async fn traced_requests(server: &ServerProcess, prefix: &str, n: usize) {
+    for batch in 0..n.div_ceil(8) {
+        let tasks: Vec<_> = (batch * 8..((batch + 1) * 8).min(n))
+            .map(|i| {
+                let (client, url) = (server.client.clone(), server.url("/api/items?limit=1"));
+                let id = format!("{prefix}-{i}");
+                tokio::spawn(async move {
+                    let res = client
+                        .get(url)
+                        .header("X-Request-Id", id)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), StatusCode::OK);
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loki_answering_503_gets_every_line_once_it_recovers() {
+    // Four failed pushes: with backoff from 250 ms that is an outage of ~4 s.
+    let (port, received) = start_receiver(Mode::UnavailableFor(4)).await;
+    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    traced_requests(&server, "outage", 200).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..200).all(|i| received.has_request(&format!("outage-{i}"))) {
+        assert!(
+            Instant::now() < deadline,
+            "lines from the outage never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        received.seen().answered.get(&503),
+        Some(&4),
+        "the outage did not happen"
+    );
+    assert_eq!(
+        server.metric("kindling_loki_dropped_events_total").await,
+        0.0
+    );
+    assert!(server.metric("kindling_loki_delivered_events_total").await >= 200.0);
+    received.assert_no_problems();
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loki_rejecting_batches_drops_and_counts_them_without_resending() {
+    let (port, received) = start_receiver(Mode::Rejecting).await;
+    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    traced_requests(&server, "rejected", 100).await;
+    // Let tracing-loki's batches reach the receiver, then watch for retries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pushes_then = received.seen().bodies.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = received.seen();
+    assert!(pushes_then > 0, "nothing was pushed");
+    let mut bodies = seen.bodies.clone();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        seen.bodies.len(),
+        "a rejected batch was sent again"
+    );
+    assert!(
+        seen.bodies.len() <= pushes_then + 1,
+        "pushes went on after the traffic stopped: {pushes_then} then {}",
+        seen.bodies.len()
+    );
+    drop(seen);
+    assert_eq!(
+        server.metric("kindling_loki_delivered_events_total").await,
+        0.0
+    );
+    assert!(
+        server.metric("kindling_loki_dropped_events_total").await >= 100.0,
+        "the 100 access lines were not all counted as dropped"
+    );
+    received.assert_no_problems();
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
 }
