@@ -9,8 +9,12 @@
 #      discovery results
 #   6. end to end: every dashboard query and rule against a Prometheus that scraped the real
 #      kindling API (target/debug/kindling, built with `cargo build` if missing) after a known
-#      mix of requests, and every LogQL query against the streams the API pushed
-# Needs: scripts/install-checkers.sh (venv + Debian's prometheus), Postgres 15 binaries.
+#      mix of requests, and every LogQL query against the real Loki (started with
+#      k8s/observability/loki/loki.yaml) that the API shipped its logs to
+# Needs: scripts/install-checkers.sh (venv + Debian's prometheus); Docker with the test
+# Postgres image (scripts/docker-setup.sh; KINDLING_TEST_POSTGRES_IMAGE, default
+# postgres:17-alpine); Loki from KINDLING_LOKI or PATH (without it the LogQL part is
+# skipped, or fails when KINDLING_REQUIRE_LOKI=1).
 # Exits non-zero if any step fails; prints one summary line per step.
 set -euo pipefail
 
@@ -45,6 +49,24 @@ for tool in promtool prometheus kubectl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-checkers.sh" >&2; exit 1; }
 done
 [[ -x "$PY" ]] || { echo "missing $VENV: run scripts/install-checkers.sh" >&2; exit 1; }
+
+# The real Loki needs 15-20 s to become ready: start it now, behind the static checks; the
+# end-to-end step uses it (E2E_LOKI_URL). Without a Loki binary nothing starts here and the
+# end-to-end step reports the skip (or fails when KINDLING_REQUIRE_LOKI=1).
+E2E_LOKI_PID=""
+loki_vars="$("$PY" "$HELPERS/lokilib.py" start "$TMP/loki")"
+eval "$loki_vars"
+export E2E_LOKI_URL E2E_LOKI_LOG E2E_LOKI_STARTED
+stop_loki() {  # Loki is not this shell's child (lokilib.py started it), so poll, not wait
+  [[ -n "$E2E_LOKI_PID" ]] || return 0
+  kill "$E2E_LOKI_PID" 2>/dev/null || return 0  # already gone
+  for _ in $(seq 1 40); do
+    kill -0 "$E2E_LOKI_PID" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  kill -9 "$E2E_LOKI_PID"
+}
+trap 'stop_loki; rm -rf "$TMP"' EXIT
 
 # 1. Manifests -------------------------------------------------------------------------------
 render() {

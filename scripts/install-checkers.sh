@@ -20,10 +20,4 @@ if ! command -v promtool >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-if [[ ! -x /usr/lib/postgresql/15/bin/initdb ]]; then
-  # The observability end-to-end test runs a throwaway Postgres from these binaries.
-  log "installing Debian's postgresql-15 server binaries"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
-fi
 log "checkers ready in $VENV"

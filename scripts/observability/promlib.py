@@ -246,24 +246,5 @@ def logql_grouping_labels(expr: str) -> set[str]:
     return out
 
 
-def logql_line_filters(expr: str) -> list[tuple[str, str]]:
-    """Line filters after the selector: [(op, value)] with op in |=, !=, |~, !~."""
-    tail = re.sub(r"\{[^{}]*\}", "", expr)
-    return re.findall(r'(\|=|!=|\|~|!~)\s*"((?:[^"\\]|\\.)*)"', tail)
-
-
-def label_match(op: str, pattern: str, value: str) -> bool:
-    if op == "=":
-        return value == pattern
-    if op == "!=":
-        return value != pattern
-    full = re.fullmatch(pattern, value) is not None
-    return full if op == "=~" else not full
-
-
-def stream_matches(selector: list[tuple[str, str, str]], labels: dict[str, str]) -> bool:
-    return all(label_match(op, val, labels.get(name, "")) for name, op, val in selector)
-
-
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
