@@ -4,7 +4,8 @@
 #   2. promtool check rules + promtool test rules (unit tests of every alert)
 #   3. promtool check config --syntax-only on a copy with static targets instead of
 #      Kubernetes discovery (Debian's promtool 2.42 has none)
-#   4. dashboards: structure, datasource uids, panel ids, variables, Loki labels
+#   4. dashboards: structure, datasource uids, panel ids, variables, Loki labels, and PromQL
+#      (dashboards and rules) that means the same on Prometheus 2.42 (here) and 3.5 (cluster)
 #   5. relabelling: the shipped relabel rules run by a real Prometheus on hand-written
 #      discovery results
 #   6. end to end: every dashboard query and rule against a Prometheus that scraped the real
@@ -101,6 +102,7 @@ syntax_copy() {
 run_step promtool-check-config syntax_copy
 
 # 4-6. Dashboards, relabelling, end to end ---------------------------------------------------
+run_step prom2-vs-3-selftest "$PY" "$HELPERS/prom_versions.py"
 run_step dashboards "$PY" "$HELPERS/check_dashboards.py"
 run_step relabelling "$PY" "$HELPERS/relabel_test.py"
 

@@ -8,7 +8,10 @@
 - LogQL queries select and group only on the labels the API sends to Loki (the static list
   below; scripts/observability/e2e.py checks it again against the labels the running API
   actually pushed);
-- the kustomization's grafana-dashboards generator ships exactly the JSON files in the folder.
+- the kustomization's grafana-dashboards generator ships exactly the JSON files in the folder;
+- every PromQL expression of the dashboards and of prometheus/rules/ means the same on
+  Prometheus 2 (CI) and 3 (the cluster): see prom_versions.py. The Prometheus datasource's
+  timeInterval must be the scrape interval, which that relies on for $__rate_interval.
 
 Exit status 1 on any finding; prints one line per dashboard and a summary.
 """
@@ -19,8 +22,9 @@ import sys
 
 import yaml
 
-from promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, dashboards,
-                     logql_grouping_labels, logql_selectors, panels, variable_refs)
+from prom_versions import duration_seconds, version_problems
+from promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, RULES_DIR, dashboards,
+                     load_config, logql_grouping_labels, logql_selectors, panels, variable_refs)
 
 # Labels tracing-loki attaches for the API (see src/telemetry): the stream labels it is given
 # plus `level`, which the crate adds itself.
@@ -29,7 +33,15 @@ API_LOKI_LABELS = {"app", "namespace", "environment", "level"}
 
 def main() -> int:
     problems: list[str] = []
-    sources = {d["uid"]: d["type"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    datasources = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    sources = {d["uid"]: d["type"] for d in datasources}
+    scrape_interval = duration_seconds(load_config()["global"]["scrape_interval"])
+    for d in datasources:
+        if d["type"] == "prometheus":
+            time_interval = duration_seconds(d.get("jsonData", {}).get("timeInterval", ""))
+            if time_interval != scrape_interval:
+                problems.append(f"datasources.yaml: {d['uid']} timeInterval is {time_interval} s, "
+                                f"not the scrape interval {scrape_interval} s")
     seen_uids: dict[str, str] = {}
     n_panels = n_queries = 0
 
@@ -75,6 +87,9 @@ def main() -> int:
                 for var in variable_refs(expr) | variable_refs(t.get("legendFormat", "")):
                     if var not in variables and var not in GRAFANA_BUILTINS:
                         problems.append(f"{pw} {t.get('refId')}: unknown variable ${var}")
+                if sources[ds_uid] == "prometheus":
+                    for problem in version_problems(expr, scrape_interval):
+                        problems.append(f"{pw} {t.get('refId')}: {problem}")
                 if sources[ds_uid] == "loki":
                     used = {lbl for sel in logql_selectors(expr) for lbl, _, _ in sel}
                     used |= logql_grouping_labels(expr)
@@ -87,6 +102,15 @@ def main() -> int:
                 if var not in variables and var not in GRAFANA_BUILTINS:
                     problems.append(f"{where} variable {v['name']}: unknown variable ${var}")
         print(f"dashboard {name}: uid={uid} panels={len(ids)} variables={sorted(variables)}")
+
+    n_rules = 0
+    for rf in sorted(RULES_DIR.glob("*.yaml")):
+        for group in yaml.safe_load(rf.read_text())["groups"]:
+            for rule in group["rules"]:
+                n_rules += 1
+                for problem in version_problems(rule["expr"], scrape_interval):
+                    name = rule.get("alert") or rule.get("record")
+                    problems.append(f"{rf.name} {name}: {problem}")
 
     kustomization = yaml.safe_load((OBS / "kustomization.yaml").read_text())
     shipped = set()
@@ -102,7 +126,7 @@ def main() -> int:
     for p in problems:
         print(f"FAIL {p}")
     print(f"dashboards: {len(seen_uids)} dashboards, {n_panels} panels, {n_queries} queries, "
-          f"{len(problems)} problems")
+          f"{n_rules} rules checked for Prometheus 2/3 equivalence, {len(problems)} problems")
     return 1 if problems else 0
 
 
