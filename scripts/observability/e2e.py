@@ -72,7 +72,10 @@ class Postgres:
         if not wait_for(lambda: subprocess.run(
                 ["docker", "exec", self.container, "pg_isready", "-h", "127.0.0.1", "-U",
                  "postgres"], capture_output=True).returncode == 0, 90, 0.5):
-            raise RuntimeError(f"Postgres ({image}) not ready in 90 s")
+            logs = subprocess.run(["docker", "logs", "--tail", "20", self.container],
+                                  capture_output=True, text=True)
+            self.remove()
+            raise RuntimeError(f"Postgres ({image}) not ready in 90 s: {logs.stderr[-1500:]}")
         self.version = self.psql("SELECT current_setting('server_version') || ', ' || "
                                  "current_setting('server_encoding')")
 
@@ -197,7 +200,11 @@ def main() -> int:
             print(f"SKIPPED the LogQL part: {loki_source}")
 
         promlib.log(f"Postgres ({PG_IMAGE} in Docker)")
-        pg = Postgres(PG_IMAGE)
+        try:
+            pg = Postgres(PG_IMAGE)
+        except RuntimeError as e:
+            fail(f"{e} (Docker and the image: scripts/docker-setup.sh)")
+            return 1
         print(f"Postgres {pg.version}")
         api_port = promlib.free_port()
         env = dict(os.environ, DATABASE_URL=pg.url, ROCKET_ADDRESS="127.0.0.1",
