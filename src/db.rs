@@ -86,8 +86,16 @@ impl Pool for LazyPgPool {
         self.pool.acquire().await
     }
 
+    /// Runs as a Rocket shutdown fairing, and Rocket stops accepting
+    /// connections only after its shutdown fairings return. sqlx's `close`
+    /// waits until every checked-out connection comes back, which a request
+    /// stuck in a long query would delay without limit, holding the listener
+    /// open (new connections hang) and the process alive. So: mark the pool
+    /// closed and let the idle connections close in the background; requests
+    /// in flight keep theirs, and Rocket's grace and mercy bound the rest.
     async fn close(&self) {
-        self.pool.close().await;
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.close().await });
     }
 }
 

@@ -363,6 +363,10 @@ impl ServerProcess {
         format!("{}{}", self.base, path)
     }
 
+    pub fn child_is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

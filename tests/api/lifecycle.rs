@@ -22,7 +22,11 @@ async fn concurrent_migrators_are_safe_and_rerunning_is_harmless() {
     for run in runs {
         applied += run.await.unwrap().expect("every migrator succeeds");
     }
-    assert_eq!(applied, 2, "each migration applied exactly once");
+    assert_eq!(
+        applied,
+        kindling::db::MIGRATOR.iter().count(),
+        "each migration applied exactly once"
+    );
 
     let out = kindling(&["migrate"], &[("DATABASE_URL", &url)])
         .output()
@@ -108,5 +112,103 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let res = put.await.unwrap().expect("in-flight request completed");
     assert_eq!(res.status(), StatusCode::OK);
     // Grace period of the test server (5 s) plus margin.
+    assert_eq!(server.wait_exit(Duration::from_secs(8)).await, 0);
+}
+
+/// A PUT that waits on a row lock held by `locker` until the test lets go.
+async fn put_blocked_on_a_row_lock(
+    server: &ServerProcess,
+) -> (
+    PgConnection,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (base, client) = (server.base.clone(), server.client.clone());
+    let item: serde_json::Value = client
+        .post(format!("{base}/api/items"))
+        .json(&json!({"name": "held"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut locker = PgConnection::connect(&server.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("SELECT 1 FROM items WHERE id = $1 FOR UPDATE")
+        .bind(item["id"].as_i64().unwrap())
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let put = tokio::spawn(async move {
+        client
+            .put(format!("{base}/api/items/{}", item["id"]))
+            .json(&json!({"name": "never"}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (locker, put)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_outliving_the_grace_period_does_not_keep_the_process_alive() {
+    // The query may wait 60 s, far beyond the 1 s grace: only the shutdown
+    // bound (grace + Rocket's 2 s mercy) can end it.
+    let mut server = ServerProcess::start(&[
+        ("SHUTDOWN_GRACE_SECS", "1"),
+        ("DATABASE_QUERY_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let (_locker, put) = put_blocked_on_a_row_lock(&server).await;
+    let started = std::time::Instant::now();
+    server.sigterm();
+    server.wait_exit(Duration::from_secs(6)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "exited after {waited:?}, before the grace period ended"
+    );
+    // The client sees the connection end, not a hang.
+    let outcome = tokio::time::timeout(Duration::from_secs(2), put)
+        .await
+        .expect("the held request was left hanging")
+        .unwrap();
+    assert!(
+        outcome.is_err() || !outcome.unwrap().status().is_success(),
+        "the held request cannot have succeeded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_connection_after_sigterm_is_refused_not_left_waiting() {
+    let mut server = ServerProcess::start(&[
+        ("SHUTDOWN_GRACE_SECS", "5"),
+        ("DATABASE_QUERY_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    // An in-flight request keeps the process in its grace period.
+    let (locker, put) = put_blocked_on_a_row_lock(&server).await;
+    server.sigterm();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.child_is_running(),
+        "the process should still be serving its in-flight request"
+    );
+    let started = std::time::Instant::now();
+    let res = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+        .get(server.url("/api/v1/health/live"))
+        .send()
+        .await;
+    let waited = started.elapsed();
+    assert!(res.is_err(), "a new request was served after SIGTERM");
+    assert!(
+        waited < Duration::from_secs(1),
+        "a new connection waited {waited:?} instead of being refused"
+    );
+    locker.close().await.unwrap();
+    put.await.unwrap().expect("the in-flight request completes");
     assert_eq!(server.wait_exit(Duration::from_secs(8)).await, 0);
 }
