@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# What CI runs for the dev loop (issue 6), without Tilt, kind or a registry:
-#   1. hadolint on Dockerfile, Dockerfile.dev and the local base images
-#   2. the Tiltfile contract test (scripts/tilt_contract.py)
-#   3. a real build of both images, with local base images substituted through
-#      the build arguments (Debian rootfs, the machine's Rust toolchain)
-#   4. the production image against the test Postgres: migrate, serve,
+# What CI runs for the dev loop, without kind, a cluster or a registry:
+#   1. hadolint on the Dockerfiles; ShellCheck on scripts/*.sh and tilt/*.sh;
+#      the GitHub workflow (actionlint when present, else its structure and
+#      ShellCheck on every run: block)
+#   2. the Tiltfile contract with the real Tilt (scripts/tilt_contract.py:
+#      tilt alpha tiltfile-result for every flag combination, the ingress-nginx
+#      cache offline and tampered)
+#   3. scripts/check-dev-up.sh: dev-up.sh's machine checks with stand-in tools
+#   4. a real build of both images on Debian 13 trixie stand-ins (local base
+#      images through the build arguments), each checked for glibc 2.41
+#   5. the production image against the test Postgres: migrate, serve,
 #      /api/v1/health/ready = 200, non-root uid, no shell, Docker HEALTHCHECK
-#   5. the dev image the way the pod runs it, and one live update the way Tilt
+#   6. the dev image the way the pod runs it, and one live update the way Tilt
 #      does it (tar -x of the new binary into /app/live, kindling-dev --restart)
 # Expects scripts/docker-setup.sh to have run (CI does); runs its --builder step.
 # Repeated runs reuse Docker's layer cache (dependency layer) and the named
@@ -20,7 +25,12 @@ source scripts/dev-loop-lib.sh
 VENV="$ROOT/.venv-checks"
 PROD_TAG=kindling-api:check
 DEV_TAG=kindling-api:dev-check
-RUNTIME_LOCAL=local/distroless-cc
+# Tagged with the Debian release so a stand-in built on an older base is rebuilt.
+RUNTIME_LOCAL=local/distroless-cc:debian13
+DEV_BASE_LOCAL=local/debian:trixie
+# glibc of Debian 13 trixie: every image must carry it (the Tiltfile's
+# DEV_IMAGE_GLIBC relies on it for choosing the build mode).
+WANT_GLIBC=2.41
 API=kindling-check-api
 DEV=kindling-check-dev
 passed=0
@@ -32,7 +42,7 @@ trap 'cleanup_containers "$API" "$DEV"' EXIT
 [[ -x "$VENV/bin/hadolint" && -x "$VENV/bin/python" ]] || scripts/install-checkers.sh
 scripts/docker-setup.sh --builder
 if ! docker image inspect "$RUNTIME_LOCAL" >/dev/null 2>&1; then
-  log "building $RUNTIME_LOCAL (stand-in for gcr.io/distroless/cc-debian12)"
+  log "building $RUNTIME_LOCAL (stand-in for gcr.io/distroless/cc-debian13)"
   docker build -q -t "$RUNTIME_LOCAL" scripts/images/runtime >/dev/null
 fi
 
@@ -43,16 +53,27 @@ if "$VENV/bin/hadolint" "${dockerfiles[@]}"; then
 else
   bad "hadolint"
 fi
-if sh -n tilt/dev-entrypoint.sh && bash -n tilt/build-binary.sh scripts/dev-up.sh scripts/loadgen.sh scripts/bench-dev-loop.sh; then
-  ok "shell syntax of the dev-loop scripts"
+# ShellCheck at warning level and above (its info notes flag trap handlers as unused).
+shell_scripts=(scripts/*.sh tilt/*.sh)
+if "$VENV/bin/shellcheck" -S warning -x "${shell_scripts[@]}"; then
+  ok "shellcheck: ${#shell_scripts[@]} scripts, 0 warnings"
 else
-  bad "shell syntax"
+  bad "shellcheck"
+fi
+if "$VENV/bin/python" scripts/workflow_lint.py .github/workflows/*.yml \
+   && "$VENV/bin/python" scripts/workflow_lint.py --self-test; then
+  ok "GitHub workflows (and the linter's self-test)"
+else
+  bad "GitHub workflows"
 fi
 
-# 2. Tiltfile contract.
+# 2. Tiltfile contract with the real Tilt (KINDLING_TILT, else PATH).
 if "$VENV/bin/python" scripts/tilt_contract.py; then ok "Tiltfile contract"; else bad "Tiltfile contract"; fi
 
-# 3. Image builds (legacy builder: no BuildKit on these machines).
+# 3. dev-up.sh's machine checks. CI runs as root, where unshare always works.
+if KINDLING_REQUIRE_UNSHARE="${CI:+1}" scripts/check-dev-up.sh; then ok "dev-up.sh checks"; else bad "dev-up.sh checks"; fi
+
+# 4. Image builds (legacy builder: no BuildKit on these machines).
 log "docker build Dockerfile (production)"
 t0=$(now)
 if docker build -q -t "$PROD_TAG" --build-arg RUST_IMAGE="$RUST_IMAGE_LOCAL" \
@@ -62,16 +83,32 @@ if docker build -q -t "$PROD_TAG" --build-arg RUST_IMAGE="$RUST_IMAGE_LOCAL" \
 else
   bad "production image build"
 fi
+# glibc_of IMAGE: the version its dynamic loader reports. Works without a shell
+# (distroless): the loader itself is the entrypoint.
+glibc_of() {
+  docker run --rm --entrypoint /lib64/ld-linux-x86-64.so.2 "$1" --version 2>/dev/null \
+    | sed -n '1s/.* version \([0-9.]*\)\.$/\1/p'
+}
 log "compile the dev binary in a Rust container (tilt/build-binary.sh docker)"
 t0=$(now)
 if RUST_IMAGE="$RUST_IMAGE_LOCAL" tilt/build-binary.sh docker \
-   && docker build -q -f Dockerfile.dev -t "$DEV_TAG" --build-arg RUNTIME_IMAGE=local/debian:bookworm . >/dev/null; then
+   && docker build -q -f Dockerfile.dev -t "$DEV_TAG" --build-arg RUNTIME_IMAGE="$DEV_BASE_LOCAL" . >/dev/null; then
   ok "dev binary + dev image built in $(elapsed "$t0") s: $(image_mb "$DEV_TAG")"
 else
   bad "dev image build"
 fi
+for image in "$PROD_TAG" "$DEV_TAG"; do
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    got="$(glibc_of "$image")"
+    if [[ "$got" == "$WANT_GLIBC" ]]; then
+      ok "$image: glibc $got (Debian 13 trixie)"
+    else
+      bad "$image: glibc '$got', want $WANT_GLIBC (Debian 13 trixie)"
+    fi
+  fi
+done
 
-# 4. Production image against the test Postgres.
+# 5. Production image against the test Postgres.
 start_postgres
 if docker image inspect "$PROD_TAG" >/dev/null 2>&1; then
   if docker run --rm --network "$NET" --read-only -e DATABASE_URL="$DB_URL" "$PROD_TAG" migrate >/dev/null; then
@@ -110,7 +147,7 @@ if docker image inspect "$PROD_TAG" >/dev/null 2>&1; then
   fi
 fi
 
-# 5. Dev image as the pod runs it, then one live update as Tilt performs it.
+# 6. Dev image as the pod runs it, then one live update as Tilt performs it.
 if docker image inspect "$DEV_TAG" >/dev/null 2>&1; then
   port="$(run_api "$DEV" "$DEV_TAG" --tmpfs /app/live:rw,exec,size=128m,uid=10001,gid=10001 -e MIGRATE_ON_START=true)"
   if wait_http "http://127.0.0.1:$port/api/v1/health/ready" 60; then
