@@ -170,10 +170,22 @@ async fn if_match_star_and_list_are_honoured() {
     let path = format!("/api/items/{}", item["id"]);
     let res = app.put_json(&path, &json!({"name": "y"}), Some("*")).await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"], "\"2\"");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["version"].as_i64(), body["name"].as_str()),
+        (Some(2), Some("y"))
+    );
     let res = app
         .put_json(&path, &json!({"name": "z"}), Some("\"7\", \"2\""))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"], "\"3\"");
+    let stored: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(
+        (stored["version"].as_i64(), stored["name"].as_str()),
+        (Some(3), Some("z"))
+    );
     let res = app
         .put_json(&path, &json!({"name": "w"}), Some("W/\"3\""))
         .await;
