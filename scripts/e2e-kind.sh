@@ -146,7 +146,10 @@ if kubectl get namespace "$OBS_NS" >/dev/null 2>&1; then
   if retry 120 loki_line 2>/dev/null; then pass "Loki: the smoke request's log line found by request_id $smoke_id"
   else fail "Loki: no log line with request_id $smoke_id"; fi
 
-  password="$(kubectl -n "$OBS_NS" get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d)"
+  # The Secret's name carries kustomize's content hash: read it from the Deployment.
+  secret="$(kubectl -n "$OBS_NS" get deployment grafana \
+              -o jsonpath='{.spec.template.spec.volumes[?(@.name=="admin")].secret.secretName}')"
+  password="$(kubectl -n "$OBS_NS" get secret "$secret" -o jsonpath='{.data.admin-password}' | base64 -d)"
   graf() { curl -sS --max-time 10 -u "admin:$password" "http://localhost:3000$1"; }
   if [[ "$(graf /api/health | json 'j["database"]' 2>/dev/null)" == ok ]]; then pass "Grafana: /api/health ok"
   else fail "Grafana: /api/health"; fi
@@ -175,9 +178,10 @@ fi
 
 # ---- Postgres restart keeps the data ------------------------------------------------------
 if [[ -n "$item_id" ]]; then
-  kubectl -n kindling delete pod postgres-0 --wait=true >/dev/null
   item_back() { [[ "$(api -f "http://$HOST/api/items/$item_id" 2>/dev/null | json 'j["name"]')" == "$name" ]]; }
-  if kubectl -n kindling wait --for=condition=Ready pod/postgres-0 --timeout=180s >/dev/null && retry 120 item_back; then
+  if kubectl -n kindling delete pod postgres-0 --wait=true >/dev/null \
+     && kubectl -n kindling wait --for=condition=Ready pod/postgres-0 --timeout=180s >/dev/null \
+     && retry 120 item_back; then
     pass "Postgres pod deleted and back; item $item_id still there"
   else
     fail "after deleting the Postgres pod, item $item_id is not served"
@@ -189,7 +193,8 @@ fi
 # ---- live update ---------------------------------------------------------------------------
 cp "$HANDLER" "$WORK/handler.orig"
 marker="e2e-live-$RANDOM"
-sed -i.bak "s|json!({\"status\": \"ok\"[^)]*})|json!({\"status\": \"ok\", \"edit\": \"$marker\"})|" "$HANDLER"
+# Only the liveness handler's body, `Json(json!({"status": "ok"}))`.
+sed -i.bak "s|Json(json!({\"status\": \"ok\"}))|Json(json!({\"status\": \"ok\", \"edit\": \"$marker\"}))|" "$HANDLER"
 rm -f "$HANDLER.bak"
 if ! grep -q "$marker" "$HANDLER"; then
   fail "live update: could not edit $HANDLER"
