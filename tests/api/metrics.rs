@@ -113,7 +113,8 @@ async fn metrics_count_requests_by_route_template_and_status() {
 }
 
 /// `promtool check metrics` (Debian package `prometheus`). Skipped with a
-/// notice when promtool is absent, unless KINDLING_REQUIRE_PROMTOOL=1 (CI).
+/// notice on the terminal when promtool is absent, unless
+/// KINDLING_REQUIRE_PROMTOOL=1 (CI and Tilt's cargo-test resource).
 fn promtool_check(exposition: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -124,10 +125,24 @@ fn promtool_check(exposition: &str) {
     let mut child = match child {
         Ok(child) => child,
         Err(e) if std::env::var("KINDLING_REQUIRE_PROMTOOL").as_deref() != Ok("1") => {
-            eprintln!("promtool not available ({e}); skipping `promtool check metrics`");
+            // Straight to stderr: eprintln! is captured by the test harness
+            // and shown only for failing tests, which would hide the skip.
+            std::io::stderr()
+                .write_all(
+                    format!(
+                        "SKIPPED `promtool check metrics`: promtool not runnable ({e}); \
+                         install Debian's `prometheus` package, or set \
+                         KINDLING_REQUIRE_PROMTOOL=1 to make this a failure\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
             return;
         }
-        Err(e) => panic!("promtool required but not runnable: {e}"),
+        Err(e) => panic!(
+            "promtool required (KINDLING_REQUIRE_PROMTOOL=1) but not runnable: {e}; \
+             install Debian's `prometheus` package (it ships promtool)"
+        ),
     };
     child
         .stdin
