@@ -332,9 +332,11 @@ async fn unavailable_loki_is_harmless(loki_url: String) {
     let rss_before = server.rss_kib();
     let slowest = server.load(8000).await;
     let rss_after = server.rss_kib();
-    // A request path that waited for Loki would take the 5 s push timeout.
+    // A request path that waited for Loki would take the 5 s push timeout (or,
+    // hanging, forever). 3 s leaves room for a loaded 2-core CI machine
+    // writing trace-level logs.
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_secs(3),
         "slowest request {slowest:?}"
     );
     assert!(server.metric("kindling_loki_queue_bytes").await <= 65536.0);
