@@ -113,7 +113,7 @@ class Tilt:
     def run(self, args=(), tiltfile: Path = ROOT / "Tiltfile", kubeconfig: Path | None = None,
             env: dict | None = None, prefix=()) -> Result:
         e = dict(os.environ, KUBECONFIG=str(kubeconfig or self.kubeconfig), KINDLING_CACHE_DIR=str(self.cache),
-                 HOME=str(self.work / "home"), TILT_DISABLE_ANALYTICS="1")
+                 HOME=str(self.work / "home"))
         if self.ingress_url:
             e["KINDLING_INGRESS_NGINX_URL"] = self.ingress_url
         e.update(env or {})
