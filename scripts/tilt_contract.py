@@ -18,7 +18,8 @@ Tilt does not know about this project:
                update while a non-parallel one runs: the first `tilt up` would
                deploy nothing until the Rust compile ends)
   graph        a workload whose image copies .dev-bin/ depends on api-compile;
-               the API waits for ingress-nginx and migrations
+               the API waits for ingress-nginx and migrations; the dependency
+               map in the Tiltfile's header comment is exactly Tilt's graph
   labels       every resource has labels from {app, db, observability, infra}
   links        one Grafana link per dashboard uid; the API's links
   live-update  sync targets are where Dockerfile.dev creates and chowns the live
@@ -259,6 +260,38 @@ def check(r: Result, full: bool = True) -> list[str]:
     return v
 
 
+ARROW = re.compile(r"^#\s+(\S.*?)\s+─►\s+([\w-]+)\s*$")
+
+
+def header_map(tiltfile: Path) -> dict[str, set[str]]:
+    """The `a, b ─► c` lines of the Tiltfile's opening comment block."""
+    out = {}
+    for line in tiltfile.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        m = ARROW.match(line)
+        if m:
+            out[m.group(2)] = {d.strip() for d in m.group(1).split(",")}
+    return out
+
+
+def check_header_map(r: Result, tiltfile: Path) -> list[str]:
+    """Each resource's resource_deps equal its line of the map, less resources
+    this flag combination does not create; no line for one without deps."""
+    drawn, ms, v = header_map(tiltfile), r.manifests, []
+    if not drawn:
+        return ["[graph] the Tiltfile's header has no dependency map (lines `a, b ─► c`)"]
+    for name, m in ms.items():
+        actual = set(m.get("ResourceDependencies") or [])
+        want = {d for d in drawn.get(name, set()) if d in ms}
+        if actual != want:
+            v.append(f"[graph] {name}: Tilt has resource_deps {sorted(actual)}, the header map draws {sorted(want)}")
+    if "grafana" in ms:  # the whole platform: every resource drawn must exist
+        for n in sorted(set(drawn).union(*drawn.values()) - set(ms)):
+            v.append(f"[graph] the header map draws {n}, which is no resource")
+    return v
+
+
 def compile_mode(r: Result) -> str:
     args = r.manifests["api-compile"]["DeployTarget"]["UpdateCmdSpec"]["args"]
     return " ".join(args).split("tilt/build-binary.sh")[-1].split()[0]
@@ -374,7 +407,9 @@ def main() -> int:
                 if r.rc != 0:
                     ok(False, f"tiltfile-result {label}", "\n    ".join(r.log[-10:]))
                     continue
-                v = check(r)
+                v = check(r) + check_header_map(r, ROOT / "Tiltfile")
+                if not build and not skip_obs:
+                    full = r
                 want_mode = build or "host"  # this machine: Linux, glibc 2.36
                 if compile_mode(r) != want_mode:
                     v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
@@ -385,6 +420,17 @@ def main() -> int:
                     v.append("[flags] observability is missing without --skip-observability")
                 ok(not v, f"tiltfile-result {label}: {len(r.manifests)} resources, 0 warnings: "
                    + " ".join(sorted(r.manifests)), "\n    ".join(v))
+
+        # The header map must be able to fail: drop one edge, add a phantom one.
+        tiltfile = ROOT / "Tiltfile"
+        wrong = tilt.work / "Tiltfile.wrong-map"
+        text = tiltfile.read_text()
+        wrong.write_text(text.replace("#   postgres, api-compile ─► kindling-migrate",
+                                      "#   postgres ─► kindling-migrate\n#   redis ─► kindling-worker", 1))
+        got = check_header_map(full, wrong) if wrong.read_text() != text else []
+        ok(any("kindling-migrate: Tilt has resource_deps ['api-compile', 'postgres']" in g for g in got)
+           and any("draws redis" in g for g in got) and len(got) == 3,
+           "header map: a missing and a phantom edge are reported", "\n    ".join(got) or "map line not found")
 
         # Automatic build mode from the host's libc and OS.
         for fake, script, want, say in (
