@@ -27,6 +27,8 @@ Tilt does not know about this project:
                on an emptyDir of the pod; the run step's command is installed
                by the Dockerfile
   port         port forwards name container ports of their workload
+  settings     watch_settings ignores target/ (gigabytes; inotify); image
+               pruning is on
   flags        --skip-observability deploys nothing into kindling-observability;
                --build chooses tilt/build-binary.sh's mode; without it, a host
                glibc newer than the dev image's (or macOS) picks docker mode and
@@ -243,6 +245,11 @@ def check(r: Result, full: bool = True) -> list[str]:
 
     if not full:
         return v
+    ignored = [p for ig in (r.data.get("WatchSettings") or {}).get("Ignores") or [] for p in ig.get("Patterns") or []]
+    if not any(p.rstrip("/") in ("target", "**/target") for p in ignored):
+        v.append(f"[settings] watch_settings does not ignore target/: {ignored}")
+    if not (r.data.get("DockerPruneSettings") or {}).get("Enabled"):
+        v.append("[settings] docker_prune_settings is off: every image build stays on disk")
     api = ms.get("kindling-api")
     if not api:
         return v + ["[graph] no kindling-api resource"]
