@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks of k8s/observability, run by .ci/run with no arguments:
 #   1. kustomize render, kubernetes-validate --strict, checkov, yamllint
-#   2. promtool check rules + promtool test rules (unit tests of every alert)
+#   2. promtool check rules + promtool test rules (unit tests of every alert), whose API series
+#      must be ones recorded from a real scrape (prometheus/tests/scraped-series.txt)
 #   3. promtool check config --syntax-only on a copy with static targets instead of
 #      Kubernetes discovery (Debian's promtool 2.42 has none)
 #   4. dashboards: structure, datasource uids, panel ids, variables, Loki labels, and PromQL
@@ -10,8 +11,11 @@
 #      discovery results
 #   6. end to end: every dashboard query and rule against a Prometheus that scraped the real
 #      kindling API (target/debug/kindling, built with `cargo build` if missing) after a known
-#      mix of requests, and every LogQL query against the real Loki (started with
-#      k8s/observability/loki/loki.yaml) that the API shipped its logs to
+#      mix of requests; after the database-down phase kindling_db_up must be 0,
+#      KindlingPostgresDown pending or firing and the 5xx ratio rule recorded; every series in
+#      prometheus/tests/scraped-series.txt must still be scraped; and every LogQL query
+#      against the real Loki (started with k8s/observability/loki/loki.yaml) that the API
+#      shipped its logs to
 # Needs: scripts/install-checkers.sh (venv + Debian's prometheus); Docker with the test
 # Postgres image (scripts/docker-setup.sh; KINDLING_TEST_POSTGRES_IMAGE, default
 # postgres:17-alpine); Loki from KINDLING_LOKI or PATH (without it the LogQL part is
@@ -93,6 +97,8 @@ run_step yamllint yamllint_all
 # 2. Rules -----------------------------------------------------------------------------------
 run_step promtool-check-rules promtool check rules "$OBS"/prometheus/rules/*.yaml
 run_step promtool-test-rules promtool test rules "$OBS"/prometheus/tests/*.yaml
+# The rule tests may only feed series recorded from a real scrape (e2e.py keeps the record honest).
+run_step rule-test-series "$PY" "$HELPERS/rule_test_series.py"
 
 # 3. Scrape config ---------------------------------------------------------------------------
 syntax_copy() {

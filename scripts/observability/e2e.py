@@ -43,6 +43,7 @@ from pathlib import Path
 
 import lokilib
 import promlib
+import rule_test_series
 import yaml
 from fixtures import KubeletAndKsm, wait_for
 from relabel_test import API_LABELS, node_target, pod_target, write_discovery
@@ -166,6 +167,9 @@ def main() -> int:
     ap.add_argument("--binary", default=str(promlib.ROOT / "target" / "debug" / "kindling"))
     ap.add_argument("--report", help="write the per-query results as JSON here")
     ap.add_argument("--phase-seconds", type=float, default=15)
+    ap.add_argument("--record-series", action="store_true",
+                    help="rewrite the promtool tests' series record "
+                         f"({rule_test_series.SERIES_FILE.relative_to(promlib.ROOT)}) from this run")
     args = ap.parse_args()
 
     failures: list[str] = []
@@ -340,6 +344,8 @@ def main() -> int:
                     fail(f"rule {r['name']} evaluates with error: {r.get('lastError')}")
         firing = sorted({a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]})
         print(f"alerts pending or firing at the end of the run: {firing or 'none'}")
+        check_outage(prom, fail)
+        check_recorded_series(prom, args.record_series, fail)
 
         # ------------------------------------------------------------- logs (LogQL)
         promlib.log("stopping the API (flushes its Loki shipper)")
@@ -374,6 +380,64 @@ def main() -> int:
 
     print(f"e2e: {len(failures)} failures")
     return 1 if failures else 0
+
+
+def check_outage(prom: promlib.Prometheus, fail) -> None:
+    """After the database-down phase: the API reports the database down, the outage alert
+    has started (pending is enough: the test's Prometheus evaluates every second, but the
+    shipped `for: 1m` is longer than the phase) and the 5xx ratio rule has recorded data."""
+    db_up, err = prom.query(f'kindling_db_up{{app="kindling-api", pod="{POD}"}}')
+    values = [float(r["value"][1]) for r in db_up or []]
+    print(f"kindling_db_up of the API target after the outage: {values or err}")
+    if values != [0.0]:
+        fail(f"kindling_db_up for the API target is {values or err}, want [0] with Postgres down")
+    alerts = [a for a in prom.api("alerts")["alerts"]
+              if a["labels"].get("alertname") == "KindlingPostgresDown"]
+    states = sorted(f'{a["state"]} (namespace={a["labels"].get("namespace")})' for a in alerts)
+    print(f"KindlingPostgresDown: {states or 'not active'}")
+    if not any(a["state"] in ("pending", "firing") and a["labels"].get("namespace") == NAMESPACE
+               for a in alerts):
+        fail(f"KindlingPostgresDown is not pending or firing for namespace {NAMESPACE} "
+             f"after the outage: {states or 'not active'}")
+    ratio, err = prom.query(f'kindling:http_requests_5xx:ratio_rate5m{{namespace="{NAMESPACE}"}}')
+    values = [float(r["value"][1]) for r in ratio or []]
+    print(f"kindling:http_requests_5xx:ratio_rate5m after the outage: {values or err}")
+    if not values or not values[0] > 0:
+        fail(f"the 5xx ratio recording rule has no data above 0 after the outage: {values or err}")
+
+
+def scraped_api_series(prom: promlib.Prometheus) -> set[str]:
+    """Every stored series of the API metrics the rules read, as rule_test_series writes them."""
+    out = set()
+    for name in sorted(rule_test_series.api_metric_names()):
+        for labels in prom.api("series", **{"match[]": f'{name}{{pod="{POD}"}}'}):
+            labels.pop("__name__")
+            for dropped in rule_test_series.DROPPED_LABELS:
+                labels.pop(dropped, None)
+            out.add(rule_test_series.format_series(name, labels))
+    return out
+
+
+def check_recorded_series(prom: promlib.Prometheus, record: bool, fail) -> None:
+    """The promtool tests' series record must still be what a real scrape gives: each recorded
+    series still exists (a renamed metric, label or value fails here). With --record-series
+    the record is rewritten from this run instead."""
+    scraped = scraped_api_series(prom)
+    path = rule_test_series.SERIES_FILE
+    if record:
+        header = ("# Recorded by scripts/observability/e2e.py --record-series from a real scrape of\n"
+                  "# the API (relabelled by the shipped config; `instance` dropped). Do not edit by\n"
+                  "# hand: the promtool tests may only use these series (rule_test_series.py).\n")
+        path.write_text(header + "".join(s + "\n" for s in sorted(scraped)))
+        print(f"recorded {len(scraped)} series into {path}")
+        return
+    recorded = rule_test_series.load_recorded(path)
+    gone = sorted(recorded - scraped)
+    print(f"{path.name}: {len(recorded) - len(gone)} of {len(recorded)} recorded series still "
+          f"scraped ({len(scraped - recorded)} new, not recorded)")
+    for s in gone:
+        fail(f"{path.name}: {s} is no longer scraped from the API "
+             "(fix the rules/tests, then re-record with e2e.py --record-series)")
 
 
 def check_logql(loki: lokilib.Loki, start_ns: int, report: dict, fail) -> None:
