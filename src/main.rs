@@ -39,8 +39,8 @@ fn main() -> ExitCode {
         }
     };
     rocket::execute(async move {
-        let loki = match telemetry::init_logging(&settings.telemetry).await {
-            Ok(loki) => loki,
+        let logging = match telemetry::init_logging(&settings.telemetry).await {
+            Ok(logging) => logging,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::from(2);
@@ -54,10 +54,9 @@ fn main() -> ExitCode {
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "{command} failed");
         }
-        // Queued log lines reach Loki before exit, within a bounded time.
-        if let Some(loki) = loki {
-            loki.flush(LOKI_FLUSH_TIMEOUT).await;
-        }
+        // Queued log lines reach Loki (within a bounded time) and stdout
+        // before exit.
+        logging.flush(LOKI_FLUSH_TIMEOUT).await;
         match outcome {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,

@@ -5,9 +5,10 @@
 
 pub mod loki;
 pub mod metrics;
+pub mod stdout;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
@@ -25,35 +26,56 @@ use crate::request_id::{self, RequestId};
 /// create unbounded label values.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Installs the global subscriber: JSON lines on stdout, filtered by
-/// `RUST_LOG`, plus the bounded Loki layer when LOKI_URL is set. `log`
-/// records (Rocket's, sqlx's) are bridged into tracing. Returns the handle
-/// that flushes Loki at shutdown. Must run inside a Tokio runtime.
-pub async fn init_logging(
-    settings: &TelemetrySettings,
-) -> Result<Option<loki::LokiShipper>, String> {
+/// Installs the global subscriber: JSON lines on stdout (written by a
+/// background thread, see [`stdout`]), filtered by `RUST_LOG`, plus the
+/// bounded Loki layer when LOKI_URL is set. `log` records (Rocket's, sqlx's)
+/// are bridged into tracing. Returns the handle that flushes both at
+/// shutdown. Must run inside a Tokio runtime.
+pub async fn init_logging(settings: &TelemetrySettings) -> Result<Logging, String> {
     let filter = EnvFilter::try_new(&settings.log_filter)
         .map_err(|e| format!("configuration error: RUST_LOG is invalid ({e})"))?;
-    let (loki_layer, shipper) = match &settings.loki_url {
+    let (loki_layer, loki) = match &settings.loki_url {
         Some(url) => {
             let (layer, shipper) = loki::start(settings, url).await?;
             (Some(layer), Some(shipper))
         }
         None => (None, None),
     };
-    let stdout = tracing_subscriber::fmt::layer()
+    let (lines, stdout) =
+        stdout::spawn().map_err(|e| format!("logging could not be initialised: {e}"))?;
+    let stdout_layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(lines);
     tracing_subscriber::registry()
         .with(filter)
-        .with(stdout)
+        .with(stdout_layer)
         .with(loki_layer)
         .try_init()
         .map_err(|e| format!("logging could not be initialised: {e}"))?;
-    Ok(shipper)
+    Ok(Logging { stdout, loki })
+}
+
+/// What must be flushed before the process exits.
+pub struct Logging {
+    stdout: stdout::StdoutFlusher,
+    loki: Option<loki::LokiShipper>,
+}
+
+impl Logging {
+    /// Ships queued events to Loki (within `loki_within`), then writes every
+    /// line still queued for stdout.
+    pub async fn flush(self, loki_within: Duration) {
+        if let Some(loki) = self.loki {
+            loki.flush(loki_within).await;
+        }
+        // Lines are never dropped; this bound only guards against a stdout
+        // that no longer drains (a reader that stopped).
+        self.stdout.flush(Duration::from_secs(10));
+    }
 }
 
 /// Per-request bookkeeping: assigns the request ID, echoes it, and writes the
