@@ -46,7 +46,7 @@ import promlib
 import rule_test_series
 import yaml
 from fixtures import KubeletAndKsm, wait_for
-from relabel_test import API_LABELS, node_target, pod_target, write_discovery
+from relabel_test import api_pod_metadata, node_target, pod_target, write_discovery
 
 NAMESPACE = "kindling"
 POD = "kindling-api-5f6d8c7b9d-e2e01"
@@ -242,15 +242,17 @@ def main() -> int:
         print(f"promtool check metrics on the API's exposition: "
               f"{'clean' if not lint else lint.replace(chr(10), '; ')}")
 
-        fx = KubeletAndKsm(namespace=NAMESPACE, pod=POD, container="api", pid=api.pid,
+        # The pod labels and annotations of the rendered dev overlay's Deployment, with the
+        # port the API listens on here.
+        api_labels, annotations, container = api_pod_metadata()
+        annotations = dict(annotations, **{"prometheus.io/port": str(api_port)})
+        fx = KubeletAndKsm(namespace=NAMESPACE, pod=POD, container=container, pid=api.pid,
                            node="kind-control-plane")
         sd = work / "sd"
         sd.mkdir()
-        # The Deployment's pod annotations, with the port the API listens on here.
-        annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(api_port),
-                       "prometheus.io/path": "/metrics"}
-        write_discovery(sd, [pod_target(f"127.0.0.1:{api_port}", name=POD, labels=API_LABELS,
-                                        annotations=annotations)],
+        write_discovery(sd, [pod_target(f"127.0.0.1:{api_port}", name=POD, labels=api_labels,
+                                        annotations=annotations, container=container,
+                                        port=str(api_port))],
                         [node_target(f"127.0.0.1:{fx.port}")])
         prom_port = promlib.free_port()
         cfg = promlib.file_sd_copy(promlib.load_config(), sd, prometheus_port=prom_port,

@@ -104,6 +104,27 @@ def file_sd_copy(cfg: dict, sd_dir: Path, *, prometheus_port: int, ksm_address: 
     return cfg
 
 
+DEV_OVERLAY = ROOT / "k8s" / "overlays" / "dev"
+
+
+def rendered_pod_template(kind: str, name: str, overlay: Path = DEV_OVERLAY) -> dict:
+    """The pod template of one workload as `kubectl kustomize <overlay>` renders it, so that
+    tests use the labels and annotations the cluster's pods really carry, not a copy."""
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"kubectl kustomize {overlay}: {out.stderr.strip()}")
+    for doc in yaml.safe_load_all(out.stdout):
+        if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
+            path = ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
+            template = doc
+            for key in path:
+                template = template[key]
+            template = copy.deepcopy(template)
+            template["metadata"].setdefault("namespace", doc["metadata"].get("namespace", "default"))
+            return template
+    raise SystemExit(f"{kind}/{name} is not in the render of {overlay}")
+
+
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -3,6 +3,8 @@
 Debian's Prometheus 2.42 has no Kubernetes discovery, so each kubernetes_sd_configs block is
 swapped for file_sd_configs (promlib.file_sd_copy) and the discovery result is written by hand:
 targets carrying the __meta_kubernetes_* labels that Prometheus' pod and node roles document.
+The API and migration pods carry the labels and annotations of the rendered dev overlay
+(`kubectl kustomize k8s/overlays/dev`), so a change to the Deployment is tested here.
 The relabel_configs themselves are untouched. The test then reads /api/v1/targets and the
 scraped series and compares them with what the dashboards and rules rely on.
 
@@ -73,9 +75,11 @@ def start_prometheus(work: Path, fixture_port: int) -> promlib.Prometheus:
     return promlib.Prometheus(path, work, port)
 
 
-API_LABELS = {"app.kubernetes.io/name": "kindling", "app.kubernetes.io/component": "api",
-              "app.kubernetes.io/part-of": "kindling"}
-SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"}
+def api_pod_metadata() -> tuple[dict, dict, str]:
+    """Labels, annotations and container name of the API's pods in the rendered dev overlay."""
+    template = promlib.rendered_pod_template("Deployment", "kindling-api")
+    meta = template["metadata"]
+    return meta.get("labels") or {}, meta.get("annotations") or {}, template["spec"]["containers"][0]["name"]
 
 
 def main() -> int:
@@ -89,18 +93,23 @@ def main() -> int:
         if not cond:
             failures.append(what)
 
+    api_labels, api_annotations, api_container = api_pod_metadata()
+    migrate_labels = promlib.rendered_pod_template("Job", "kindling-migrate")["metadata"]["labels"]
     work = Path(tempfile.mkdtemp(prefix="kindling-relabel-"))
-    fx = KubeletAndKsm(namespace="kindling", pod="kindling-api-7d4b9c6f5-abcde", container="api",
+    fx = KubeletAndKsm(namespace="kindling", pod="kindling-api-7d4b9c6f5-abcde", container=api_container,
                        pid=os.getpid(), node=NODE)
     p = fx.port
-    ann = dict(SCRAPE, **{"prometheus.io/port": str(p)})
+    # The rendered annotations, with the port the stand-in listens on here (checked below
+    # to be the container's port in the render).
+    ann = dict(api_annotations, **{"prometheus.io/port": str(p)})
+    rendered_port = api_annotations.get("prometheus.io/port")
     pods = [
-        # The API pod as k8s/base/api/deployment.yaml labels it; discovery reports one target
+        # The API pod as the rendered Deployment labels it; discovery reports one target
         # per container port, both must collapse into one scrape of the annotated port.
-        pod_target("127.0.0.1:8000", name="kindling-api-7d4b9c6f5-abcde", labels=API_LABELS,
-                   annotations=ann),
-        pod_target("127.0.0.1:9100", name="kindling-api-7d4b9c6f5-abcde", labels=API_LABELS,
-                   annotations=ann, port="9100"),
+        pod_target(f"127.0.0.1:{rendered_port}", name="kindling-api-7d4b9c6f5-abcde", labels=api_labels,
+                   annotations=ann, container=api_container, port=str(rendered_port)),
+        pod_target("127.0.0.1:9100", name="kindling-api-7d4b9c6f5-abcde", labels=api_labels,
+                   annotations=ann, container=api_container, port="9100"),
         # Labelled the other common way: name=kindling-api and no component.
         pod_target("127.0.0.1:8000", name="kindling-api-7d4b9c6f5-fghij",
                    labels={"app.kubernetes.io/name": "kindling-api"},
@@ -114,11 +123,15 @@ def main() -> int:
                    labels={"app.kubernetes.io/name": "postgres"}, annotations={}),
         pod_target("127.0.0.1:8000", name="opted-out-0", labels={"app.kubernetes.io/name": "x"},
                    annotations={"prometheus.io/scrape": "false", "prometheus.io/port": str(p)}),
-        pod_target("127.0.0.1:8000", name="kindling-migrate-xyz", labels=API_LABELS,
+        pod_target("127.0.0.1:8000", name="kindling-migrate-xyz", labels=migrate_labels,
                    annotations=ann, phase="Succeeded"),
-        pod_target("127.0.0.1:8000", name="with-init-0", labels=API_LABELS, annotations=ann,
+        pod_target("127.0.0.1:8000", name="with-init-0", labels=api_labels, annotations=ann,
                    container="wait-for-db", init=True),
     ]
+    api_ports = [str(port["containerPort"]) for port in
+                 promlib.rendered_pod_template("Deployment", "kindling-api")["spec"]["containers"][0].get("ports", [])]
+    expect(rendered_port in api_ports,
+           f"the rendered prometheus.io/port ({rendered_port}) is a port of the API container ({api_ports})")
     (work / "sd").mkdir()
     write_discovery(work / "sd", pods, [node_target(f"127.0.0.1:{p}")])
     prom = start_prometheus(work, p)
@@ -137,7 +150,8 @@ def main() -> int:
         expect(len(pods_t) == 3, f"kubernetes-pods keeps 3 targets (got {len(pods_t)}: {sorted(by_pod)})")
         api = by_pod.get("kindling-api-7d4b9c6f5-abcde", {})
         lab = api.get("labels", {})
-        expect(lab.get("app") == "kindling-api", f"name=kindling + component=api -> app=kindling-api ({lab.get('app')})")
+        expect(lab.get("app") == "kindling-api",
+               f"the rendered Deployment's labels {api_labels} -> app=kindling-api ({lab.get('app')})")
         expect(lab.get("namespace") == "kindling" and lab.get("node") == NODE,
                f"namespace and node labels set ({lab.get('namespace')}, {lab.get('node')})")
         expect(api.get("scrapeUrl") == f"http://127.0.0.1:{p}/metrics",
