@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks of k8s/observability, run by .ci/run with no arguments:
-#   1. kustomize render, kubernetes-validate --strict, checkov, yamllint
+#   1. kustomize render, kubernetes-validate --strict, checkov, NetworkPolicies of both
+#      namespaces together (scripts/manifest_xref.py --with-observability, with a self-test),
+#      yamllint
 #   2. promtool check rules + promtool test rules (unit tests of every alert), whose API series
 #      must be ones recorded from a real scrape (prometheus/tests/scraped-series.txt)
 #   3. promtool check config --syntax-only on a copy with static targets instead of
@@ -89,6 +91,18 @@ validate() {
 run_step kubernetes-validate validate
 mkdir -p "$TMP/checkov" && cp "$TMP/observability.yaml" "$TMP/checkov/"
 run_step checkov "$VENV/bin/checkov" -d "$TMP/checkov" --framework kubernetes --skip-download --compact --quiet
+# NetworkPolicies of both namespaces together (kindling from the dev overlay, and this one):
+# the real render must permit exactly the platform's flows, and a render with a wrong
+# Prometheus egress and Loki ingress (scripts/testdata/xref-observability-broken) must fail.
+netpol_xref() {
+  local xref=("$PY" "$ROOT/scripts/manifest_xref.py" --overlay dev)
+  kubectl kustomize "$ROOT/k8s/overlays/dev" -o "$TMP/dev.yaml" || return 1
+  "${xref[@]}" --with-observability "$TMP/observability.yaml" "$TMP/dev.yaml" || return 1
+  kubectl kustomize "$ROOT/scripts/testdata/xref-observability-broken" -o "$TMP/obs-broken.yaml" || return 1
+  "${xref[@]}" --with-observability "$TMP/obs-broken.yaml" \
+    --expect-violations "$ROOT/scripts/testdata/xref-observability-broken.expected" "$TMP/dev.yaml"
+}
+run_step netpol-xref netpol_xref
 YAMLLINT_CONFIG="$ROOT/.yamllint"
 [[ -f "$YAMLLINT_CONFIG" ]] || { YAMLLINT_CONFIG="$TMP/yamllint"; printf 'extends: default\nrules: {line-length: {max: 120}, document-start: disable}\n' >"$YAMLLINT_CONFIG"; }
 yamllint_all() { "$VENV/bin/yamllint" -s -c "$YAMLLINT_CONFIG" "$OBS" && echo "yamllint: clean"; }
