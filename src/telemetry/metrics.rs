@@ -2,8 +2,8 @@
 //! dashboards and alert rules in k8s/observability are tested against the
 //! exposition of a running API, so a renamed metric fails CI there.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
@@ -12,8 +12,8 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use rocket::http::ContentType;
-use rocket::{State, get};
+use rocket::http::{ContentType, Method};
+use rocket::{Route, State, get};
 
 use super::loki::LOKI_STATS;
 use crate::db::Db;
@@ -37,11 +37,30 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Statuses whose request counters are cached per route; any other status
+/// is looked up by label (correct, only slower).
+const CACHED_STATUSES: [u16; 13] = [
+    200, 201, 204, 304, 400, 404, 409, 412, 413, 415, 422, 500, 503,
+];
+
+/// One route's HTTP series, resolved on first use and kept: observing a
+/// request then costs no label hashing, lock or allocation. Created lazily,
+/// so a route never requested has no series in the exposition.
+struct RouteSeries {
+    /// The route's address: routes live as long as the server.
+    route: usize,
+    method: Method,
+    duration: OnceLock<Histogram>,
+    requests: [OnceLock<IntCounter>; CACHED_STATUSES.len()],
+}
+
 /// One registry per application instance (tests run several in a process).
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    /// Per mounted route, sorted by the route's address (see `resolve_routes`).
+    routes: OnceLock<Vec<RouteSeries>>,
     pub http_in_flight: IntGauge,
     db_pool_connections: IntGaugeVec,
     db_acquire: Histogram,
@@ -119,6 +138,7 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            routes: OnceLock::new(),
             http_in_flight,
             db_pool_connections,
             db_acquire,
@@ -127,13 +147,62 @@ impl Metrics {
         })
     }
 
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, latency: Duration) {
-        self.http_requests
-            .with_label_values(&[method, route, &status.to_string()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[method, route])
+    /// Prepares the per-route series for the launched route table. Routes
+    /// live as long as the server, so a route is identified by its address.
+    pub fn resolve_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) {
+        let mut series: Vec<RouteSeries> = routes
+            .map(|r| RouteSeries {
+                route: r as *const Route as usize,
+                method: r.method,
+                duration: OnceLock::new(),
+                requests: Default::default(),
+            })
+            .collect();
+        series.sort_by_key(|s| s.route);
+        let _ = self.routes.set(series);
+    }
+
+    fn series_of(&self, route: &Route, method: Method) -> Option<&RouteSeries> {
+        let routes = self.routes.get()?;
+        let addr = route as *const Route as usize;
+        let i = routes.binary_search_by_key(&addr, |s| s.route).ok()?;
+        // HEAD requests served by a GET route keep their own method label.
+        Some(&routes[i]).filter(|s| s.method == method)
+    }
+
+    /// Counts a request and records its latency. `route` is the matched
+    /// route and `route_label` its template (or `unmatched`).
+    pub fn observe_request(
+        &self,
+        route: Option<&Route>,
+        method: Method,
+        route_label: &str,
+        status: u16,
+        latency: Duration,
+    ) {
+        let method_label = method.as_str();
+        let counter_by_label = || {
+            self.http_requests
+                .with_label_values(&[method_label, route_label, &status.to_string()])
+        };
+        let Some(series) = route.and_then(|r| self.series_of(r, method)) else {
+            counter_by_label().inc();
+            self.http_duration
+                .with_label_values(&[method_label, route_label])
+                .observe(latency.as_secs_f64());
+            return;
+        };
+        series
+            .duration
+            .get_or_init(|| {
+                self.http_duration
+                    .with_label_values(&[method_label, route_label])
+            })
             .observe(latency.as_secs_f64());
+        match CACHED_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => series.requests[i].get_or_init(counter_by_label).inc(),
+            None => counter_by_label().inc(),
+        }
     }
 
     pub fn observe_acquire(&self, waited: Duration, ok: bool) {

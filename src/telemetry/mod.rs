@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::route::{self, Handler, Route};
-use rocket::{Data, Request, Response};
+use rocket::{Data, Orbit, Request, Response, Rocket};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -90,10 +90,9 @@ fn is_metrics_scrape(req: &Request<'_>) -> bool {
 }
 
 /// The matched route's template (`/api/items/<id>`), never the raw path.
-pub fn route_label(req: &Request<'_>) -> String {
-    req.route()
-        .map(|r| r.uri.path().to_string())
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned())
+/// Borrowed from the route table: no allocation per request.
+pub fn route_label<'r>(req: &'r Request<'_>) -> &'r str {
+    req.route().map(|r| r.uri.path()).unwrap_or(UNMATCHED_ROUTE)
 }
 
 #[rocket::async_trait]
@@ -101,7 +100,15 @@ impl Fairing for RequestTelemetry {
     fn info(&self) -> Info {
         Info {
             name: "request telemetry",
-            kind: Kind::Request | Kind::Response,
+            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+        }
+    }
+
+    /// The route table is final once the server is up: resolve each
+    /// route's metric series now rather than by label on every request.
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        if let Some(metrics) = rocket.state::<Arc<metrics::Metrics>>() {
+            metrics.resolve_routes(rocket.routes());
         }
     }
 
@@ -117,7 +124,8 @@ impl Fairing for RequestTelemetry {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let request_id = RequestId::of(req);
-        res.set_header(Header::new(request_id::HEADER, request_id.to_string()));
+        // Borrowed for the response's lifetime: no copy of the ID.
+        res.set_header(Header::new(request_id::HEADER, request_id.as_str()));
         if is_metrics_scrape(req) {
             return;
         }
@@ -127,7 +135,7 @@ impl Fairing for RequestTelemetry {
         let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
         if let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>() {
             metrics.http_in_flight.dec();
-            metrics.observe_request(req.method().as_str(), &route, status, latency);
+            metrics.observe_request(req.route(), req.method(), route, status, latency);
         }
         tracing::info!(
             target: "kindling::access",
