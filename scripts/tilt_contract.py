@@ -3,9 +3,11 @@
 
 Runs `tilt alpha tiltfile-result` (Tilt evaluates the Tiltfile exactly as
 `tilt up` would, then prints the resulting resources as JSON) against a
-throwaway kubeconfig whose context is kind-kindling, for every documented flag
-combination: --build=host / --build=docker / automatic, each with and without
---skip-observability. Any Tilt error fails, and so does any Tilt warning (Tilt
+throwaway kubeconfig, for both clusters the Tiltfile targets (kind-kindling,
+and the minikube profile kindling in the shape minikube writes it: cluster
+kindling with its cluster_info extension, the CA under a fake HOME's
+.minikube/), for every documented flag combination: --build=host /
+--build=docker / automatic, each with and without --skip-observability. Any Tilt error fails, and so does any Tilt warning (Tilt
 only warns, then silently drops, an unused image or an unknown resource_dep):
 every log line Tilt prints must be one of the few known-benign kinds.
 
@@ -33,14 +35,22 @@ Tilt does not know about this project:
                --build chooses tilt/build-binary.sh's mode; without it, a host
                glibc newer than the dev image's (or macOS) picks docker mode and
                says why in Tilt's log
-  guard        any other kubectl context is refused
+  guard        kind-kindling and the minikube profile kindling are accepted; a
+               `kindling` context without minikube's provenance (no cluster_info
+               extension, an embedded CA, a CA outside ~/.minikube/) and any
+               other context are refused, each saying why
+  minikube     on the profile kindling: no ingress-nginx or metrics-server
+               (minikube's addons own them), a parallel minikube-addons wait
+               that kindling-api and grafana depend on, and otherwise the same
+               resources, objects, labels, links, port forwards and live update
+               as on kind
   cache        ingress-nginx (the real upstream v1.15.1 kind manifest) is
                downloaded once, verified by sha256, read from the cache with the
                network gone, and a tampered cache or download fails; sha256 works
                with only macOS's `shasum`
 
 Stand-ins only for what cannot exist here: the cluster (a kubeconfig pointing
-nowhere) and the network (the upstream manifest from ../shared/data served as a
+nowhere, in kind's or minikube's shape) and the network (the upstream manifest from ../shared/data served as a
 file:// URL, when present; otherwise the real download).
 
 Negative case: scripts/testdata/Tiltfile.broken, each of whose mistakes must be
@@ -51,6 +61,7 @@ SKIPPED and exits 0, or fails when KINDLING_REQUIRE_TILT=1 (CI).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -72,6 +83,13 @@ UPSTREAM_INGRESS = SHARED / "data" / "ingress-nginx" / "kind-deploy-v1.15.1.yaml
 INGRESS_SHA256 = "2a3ae008c8786431115502644e77ab398fdebfb721a5d1195ed3089cde3299df"
 INGRESS_CACHE_NAME = "ingress-nginx-kind-v1.15.1.yaml"
 CONTEXT = "kind-" + yaml.safe_load((ROOT / "kind-config.yaml").read_text())["name"]
+MINIKUBE_PROFILE = "kindling"
+# What each cluster has that the other does not; everything else must be equal.
+KIND_ONLY = {"ingress-nginx-controller", "ingress-nginx-admission-create", "ingress-nginx-admission-patch",
+             "metrics-server"}
+MINIKUBE_ONLY = {"minikube-addons"}
+# Objects minikube's addons own: none of them may be applied on minikube.
+ADDON_OWNED = {"ingress-nginx", "metrics-server"}  # app.kubernetes.io/name, or the namespace ingress-nginx
 ALLOWED_LABELS = {"app", "db", "observability", "infra"}
 OBSERVABILITY_NS = "kindling-observability"
 DEV_IMAGE_GLIBC = "2.41"
@@ -111,6 +129,48 @@ class Tilt:
             "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:1"}}],
             "users": [{"name": context, "user": {"token": "unused"}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}]}))
+        return path
+
+    def write_minikube_kubeconfig(self, profile: str = MINIKUBE_PROFILE, extension: bool = True,
+                                  ca: str | None = "home", tag: str = "") -> Path:
+        """The entries `minikube start -p PROFILE` writes: context, cluster and
+        user named after the profile, a cluster_info extension with minikube's
+        provider, the CA and client certificates as files under ~/.minikube/.
+        ca: "home" (that file), "embedded" (certificate-authority-data), or a path."""
+        home = self.work / "home"
+        mk = home / ".minikube"
+        (mk / "profiles" / profile).mkdir(parents=True, exist_ok=True)
+        # Tilt flattens the kubeconfig (reads every file it names), so the
+        # files must exist and hold PEM: one throwaway self-signed pair.
+        if not (mk / "ca.crt").is_file():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=minikubeCA", "-keyout", str(mk / "ca.key"), "-out", str(mk / "ca.crt")],
+                           check=True, capture_output=True)
+        shutil.copy(mk / "ca.crt", mk / "profiles" / profile / "client.crt")
+        shutil.copy(mk / "ca.key", mk / "profiles" / profile / "client.key")
+        info = {"last-update": "Wed, 02 Dec 2026 05:00:00 UTC", "provider": "minikube.sigs.k8s.io",
+                "version": "v1.37.0"}
+        cluster = {"server": "https://127.0.0.1:1"}
+        if ca == "home":
+            cluster["certificate-authority"] = str(mk / "ca.crt")
+        elif ca == "embedded":
+            cluster["certificate-authority-data"] = base64.b64encode((mk / "ca.crt").read_bytes()).decode()
+        else:  # a copy of the CA elsewhere
+            Path(ca).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(mk / "ca.crt", ca)
+            cluster["certificate-authority"] = ca
+        if extension:
+            cluster["extensions"] = [{"name": "cluster_info", "extension": dict(info)}]
+        path = self.work / f"kubeconfig-minikube-{profile}{tag}"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": profile, "preferences": {},
+            "clusters": [{"name": profile, "cluster": cluster}],
+            "contexts": [{"name": profile, "context": {
+                "cluster": profile, "user": profile, "namespace": "default",
+                "extensions": [{"name": "context_info", "extension": dict(info)}] if extension else []}}],
+            "users": [{"name": profile, "user": {
+                "client-certificate": str(mk / "profiles" / profile / "client.crt"),
+                "client-key": str(mk / "profiles" / profile / "client.key")}}]}))
         return path
 
     def run(self, args=(), tiltfile: Path = ROOT / "Tiltfile", kubeconfig: Path | None = None,
@@ -180,7 +240,7 @@ def depends_on(manifests: dict, name: str, target: str) -> bool:
     return False
 
 
-def check(r: Result, full: bool = True) -> list[str]:
+def check(r: Result, full: bool = True, cluster: str = "kind") -> list[str]:
     """Violations as "[check] message"."""
     v = []
     ms = r.manifests
@@ -253,9 +313,17 @@ def check(r: Result, full: bool = True) -> list[str]:
     api = ms.get("kindling-api")
     if not api:
         return v + ["[graph] no kindling-api resource"]
-    for dep in ("kindling-migrate", "ingress-nginx-controller", "ingress-nginx-admission-patch"):
+    ingress_ready = ("minikube-addons",) if cluster == "minikube" else \
+        ("ingress-nginx-controller", "ingress-nginx-admission-patch")
+    for dep in ("kindling-migrate", *ingress_ready):
         if not depends_on(ms, "kindling-api", dep):
             v.append(f"[graph] kindling-api does not wait for {dep}")
+    if "grafana" in ms:
+        for dep in ingress_ready:
+            if not depends_on(ms, "grafana", dep):
+                v.append(f"[graph] grafana (its Ingress) does not wait for {dep}")
+    if cluster == "minikube":
+        v += check_minikube(r)
     links = set().union(*(link_urls(m) for m in ms.values()))
     if "http://kindling.localhost/api/items" not in links or not any("/api/v1/health" in u for u in links):
         v.append("[links] the API's links (items through ingress, health) are missing")
@@ -264,6 +332,73 @@ def check(r: Result, full: bool = True) -> list[str]:
             uid = json.loads(f.read_text())["uid"]
             if f"http://localhost:3000/d/{uid}" not in links:
                 v.append(f"[links] no Grafana link for dashboard uid {uid}")
+    return v
+
+
+def object_id(o: dict) -> str:
+    return f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+
+
+def addon_owned(o: dict) -> bool:
+    labels = o["metadata"].get("labels") or {}
+    return (labels.get("app.kubernetes.io/name") in ADDON_OWNED or o["metadata"].get("namespace") == "ingress-nginx"
+            or (o["kind"] == "Namespace" and o["metadata"]["name"] == "ingress-nginx"))
+
+
+def check_minikube(r: Result) -> list[str]:
+    """On minikube the addons own ingress-nginx and metrics-server."""
+    v, ms = [], r.manifests
+    for name in sorted(KIND_ONLY & set(ms)):
+        v.append(f"[minikube] resource {name} exists: minikube's addon owns it")
+    for name, m in ms.items():
+        for o in k8s_objects(m):
+            if addon_owned(o):
+                v.append(f"[minikube] {name} applies {object_id(o)}, which minikube's addons own")
+    wait = ms.get("minikube-addons")
+    if not wait:
+        return v + ["[minikube] no minikube-addons resource: nothing waits for the addons"]
+    dt = wait.get("DeployTarget") or {}
+    args = (dt.get("UpdateCmdSpec") or {}).get("args") or []
+    if args != ["tilt/wait-minikube-addons.sh", MINIKUBE_PROFILE]:
+        v.append(f"[minikube] minikube-addons runs {args}, want tilt/wait-minikube-addons.sh {MINIKUBE_PROFILE}")
+    if not dt.get("AllowParallel"):
+        v.append("[minikube] minikube-addons lacks allow_parallel=True")
+    return v
+
+
+def resource_facts(r: Result) -> dict[str, dict]:
+    """Per resource, what must be the same on both clusters."""
+    out = {}
+    for name, m in r.manifests.items():
+        dt = m.get("DeployTarget") or {}
+        out[name] = {
+            "labels": sorted((m.get("Labels") or {}).values()),
+            "links": sorted(link_urls(m)),
+            "port forwards": sorted(json.dumps(f, sort_keys=True) for f in
+                                    (dt.get("portForwardTemplateSpec") or {}).get("forwards") or []),
+            "objects": sorted(object_id(o) for o in k8s_objects(m) if not addon_owned(o)),
+            "yaml": sorted(yaml.safe_dump(o, sort_keys=True) for o in k8s_objects(m) if not addon_owned(o)),
+            "images": [json.dumps({k: it.get(k) for k in ("LiveUpdateSpec", "BuildDetails")}, sort_keys=True)
+                       for it in m.get("ImageTargets") or []],
+            "deps": sorted(set(m.get("ResourceDependencies") or []) - KIND_ONLY - MINIKUBE_ONLY),
+            "cmd": (dt.get("UpdateCmdSpec") or {}).get("args"),
+            "trigger": m.get("TriggerMode"),
+        }
+    return out
+
+
+def compare_clusters(kind: Result, minikube: Result) -> list[str]:
+    """minikube = kind less KIND_ONLY plus MINIKUBE_ONLY, every shared resource equal."""
+    v = []
+    want = (set(kind.manifests) - KIND_ONLY) | MINIKUBE_ONLY
+    got = set(minikube.manifests)
+    if got != want:
+        v.append(f"[minikube] resources differ from kind's: missing {sorted(want - got)}, extra {sorted(got - want)}")
+    a, b = resource_facts(kind), resource_facts(minikube)
+    for name in sorted(set(a) & set(b)):
+        for key in a[name]:
+            if a[name][key] != b[name][key]:
+                v.append(f"[minikube] {name}: {key} differ from kind's")
     return v
 
 
@@ -282,9 +417,10 @@ def header_map(tiltfile: Path) -> dict[str, set[str]]:
     return out
 
 
-def check_header_map(r: Result, tiltfile: Path) -> list[str]:
+def check_header_map(r: Result, tiltfile: Path, other_cluster_only: frozenset = frozenset()) -> list[str]:
     """Each resource's resource_deps equal its line of the map, less resources
-    this flag combination does not create; no line for one without deps."""
+    this flag combination or this cluster does not create; no line for one
+    without deps."""
     drawn, ms, v = header_map(tiltfile), r.manifests, []
     if not drawn:
         return ["[graph] the Tiltfile's header has no dependency map (lines `a, b ─► c`)"]
@@ -294,7 +430,7 @@ def check_header_map(r: Result, tiltfile: Path) -> list[str]:
         if actual != want:
             v.append(f"[graph] {name}: Tilt has resource_deps {sorted(actual)}, the header map draws {sorted(want)}")
     if "grafana" in ms:  # the whole platform: every resource drawn must exist
-        for n in sorted(set(drawn).union(*drawn.values()) - set(ms)):
+        for n in sorted(set(drawn).union(*drawn.values()) - set(ms) - other_cluster_only):
             v.append(f"[graph] the header map draws {n}, which is no resource")
     return v
 
@@ -405,28 +541,48 @@ def main() -> int:
         (tilt.work / "home").mkdir()
         cache_tests(tilt, ok)
 
-        # Every documented flag combination.
-        for build in ("host", "docker", None):
-            for skip_obs in (False, True):
-                args = ([f"--build={build}"] if build else []) + (["--skip-observability"] if skip_obs else [])
-                label = " ".join(args) or "(no flags)"
-                r = tilt.run(args)
-                if r.rc != 0:
-                    ok(False, f"tiltfile-result {label}", "\n    ".join(r.log[-10:]))
-                    continue
-                v = check(r) + check_header_map(r, ROOT / "Tiltfile")
-                if not build and not skip_obs:
-                    full = r
-                want_mode = build or "host"  # this machine: Linux, glibc 2.36
-                if compile_mode(r) != want_mode:
-                    v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
-                obs = observability_objects(r)
-                if skip_obs and obs:
-                    v.append(f"[flags] --skip-observability still deploys {obs}")
-                if not skip_obs and not obs:
-                    v.append("[flags] observability is missing without --skip-observability")
-                ok(not v, f"tiltfile-result {label}: {len(r.manifests)} resources, 0 warnings: "
-                   + " ".join(sorted(r.manifests)), "\n    ".join(v))
+        # Every documented flag combination, on both clusters.
+        minikube_kubeconfig = tilt.write_minikube_kubeconfig()
+        clusters = (("kind", CONTEXT, tilt.kubeconfig, frozenset(MINIKUBE_ONLY)),
+                    ("minikube", MINIKUBE_PROFILE, minikube_kubeconfig, frozenset(KIND_ONLY)))
+        results: dict[tuple[str, str], Result] = {}
+        for cluster, context, kubeconfig, other_only in clusters:
+            for build in ("host", "docker", None):
+                for skip_obs in (False, True):
+                    args = ([f"--build={build}"] if build else []) + (["--skip-observability"] if skip_obs else [])
+                    label = f"{context}: " + (" ".join(args) or "(no flags)")
+                    r = tilt.run(args, kubeconfig=kubeconfig)
+                    if r.rc != 0:
+                        ok(False, f"tiltfile-result {label}", "\n    ".join(r.log[-10:]))
+                        continue
+                    results[(cluster, " ".join(args))] = r
+                    v = check(r, cluster=cluster) + check_header_map(r, ROOT / "Tiltfile", other_only)
+                    if cluster == "kind" and not build and not skip_obs:
+                        full = r
+                    want_mode = build or "host"  # this machine: Linux, glibc 2.36
+                    if compile_mode(r) != want_mode:
+                        v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
+                    obs = observability_objects(r)
+                    if skip_obs and obs:
+                        v.append(f"[flags] --skip-observability still deploys {obs}")
+                    if not skip_obs and not obs:
+                        v.append("[flags] observability is missing without --skip-observability")
+                    if cluster == "minikube" and ("kind", " ".join(args)) in results:
+                        v += compare_clusters(results[("kind", " ".join(args))], r)
+                    ok(not v, f"tiltfile-result {label}: {len(r.manifests)} resources, 0 warnings: "
+                       + " ".join(sorted(r.manifests)), "\n    ".join(v))
+
+        # The minikube checks must be able to fail: the kind result read as if
+        # it were minikube's has every difference the Tiltfile makes.
+        kind_full = results.get(("kind", ""))
+        if kind_full:
+            got = check_minikube(kind_full) + compare_clusters(kind_full, kind_full)
+            ok(any("resource ingress-nginx-controller exists" in g for g in got)
+               and any("resource metrics-server exists" in g for g in got)
+               and any("no minikube-addons resource" in g for g in got)
+               and any("resources differ from kind's" in g for g in got),
+               "minikube checks: kind's resources (ingress-nginx, metrics-server, no addon wait) are reported",
+               "\n    ".join(got))
 
         # The header map must be able to fail: drop one edge, add a phantom one.
         tiltfile = ROOT / "Tiltfile"
@@ -434,7 +590,7 @@ def main() -> int:
         text = tiltfile.read_text()
         wrong.write_text(text.replace("#   postgres, api-compile ─► kindling-migrate",
                                       "#   postgres ─► kindling-migrate\n#   redis ─► kindling-worker", 1))
-        got = check_header_map(full, wrong) if wrong.read_text() != text else []
+        got = check_header_map(full, wrong, frozenset(MINIKUBE_ONLY)) if wrong.read_text() != text else []
         ok(any("kindling-migrate: Tilt has resource_deps ['api-compile', 'postgres']" in g for g in got)
            and any("draws redis" in g for g in got) and len(got) == 3,
            "header map: a missing and a phantom edge are reported", "\n    ".join(got) or "map line not found")
@@ -452,10 +608,25 @@ def main() -> int:
                f"automatic build mode: `{fake}` says {script.split(' ', 1)[1]} -> {want}"
                + (f", Tilt's log says why ({say})" if say else ""), f"mode={mode}; log={r.log}")
 
-        # The context guard.
-        r = tilt.run(kubeconfig=tilt.write_kubeconfig("gke_prod_europe-west1_main"))
-        ok(r.rc != 0 and any("refusing to deploy" in line for line in r.log),
-           "guard: another kubectl context is refused", f"rc={r.rc}; {r.log[-3:]}")
+        # The context guard: accepted above (kind-kindling, the minikube
+        # profile kindling); refused here, each with its reason.
+        ok(("kind", "") in results and ("minikube", "") in results,
+           "guard: kind-kindling and the minikube profile kindling are accepted")
+        for what, kubeconfig, reason in (
+                ("another kubectl context (gke_prod_europe-west1_main)",
+                 tilt.write_kubeconfig("gke_prod_europe-west1_main"), "only targets kind-kindling"),
+                ("minikube's default profile (context minikube)",
+                 tilt.write_minikube_kubeconfig(profile="minikube"), "only targets kind-kindling"),
+                ("a `kindling` context without minikube's cluster_info extension (a remote cluster)",
+                 tilt.write_kubeconfig(MINIKUBE_PROFILE), "no cluster_info extension with provider"),
+                ("a `kindling` context with the extension but an embedded CA",
+                 tilt.write_minikube_kubeconfig(ca="embedded", tag="-embedded"), "certificate authority is embedded"),
+                ("a `kindling` context with the extension but a CA outside ~/.minikube/",
+                 tilt.write_minikube_kubeconfig(ca=str(tilt.work / "elsewhere" / "ca.crt"), tag="-elsewhere"),
+                 f"certificate authority is {tilt.work / 'elsewhere' / 'ca.crt'},")):
+            r = tilt.run(kubeconfig=kubeconfig)
+            ok(r.rc != 0 and any("refusing to deploy" in line and reason in line for line in r.log),
+               f"guard: {what} is refused, saying why ({reason})", f"rc={r.rc}; {r.log[-3:]}")
 
         # Negative case: every check can fail.
         broken = TESTDATA / "Tiltfile.broken"
