@@ -170,8 +170,10 @@ if command -v docker >/dev/null; then
 fi
 
 # ---- minikube profile -------------------------------------------------------------------
-# profile_settings: "Status Driver CPUs Memory KubernetesVersion CNI ContainerRuntime"
-# of the profile, or nothing when it does not exist.
+# profile_settings JSON: "Status|Driver|CPUs|Memory|KubernetesVersion|CNI|ContainerRuntime"
+# of the profile, or nothing when it does not exist. "|", not spaces: read
+# collapses runs of whitespace, so an empty CNI (minikube's default) would
+# shift the fields after it.
 profile_settings() {
   PROFILE="$PROFILE" python3 -c '
 import json, os, sys
@@ -181,7 +183,7 @@ for p in body.get("valid") or []:
         c = p.get("Config") or {}
         k = c.get("KubernetesConfig") or {}
         print(p.get("Status", ""), c.get("Driver", ""), c.get("CPUs", ""), c.get("Memory", ""),
-              k.get("KubernetesVersion", ""), k.get("CNI", ""), k.get("ContainerRuntime", ""))' "$1"
+              k.get("KubernetesVersion", ""), k.get("CNI", ""), k.get("ContainerRuntime", ""), sep="|")' "$1"
 }
 profile_exists=false profile_running=false
 if [[ "$cluster" == minikube ]] && command -v minikube >/dev/null && command -v python3 >/dev/null; then
@@ -190,7 +192,7 @@ if [[ "$cluster" == minikube ]] && command -v minikube >/dev/null && command -v 
     problem "minikube profile list failed: $profiles"
     profiles='{}'
   fi
-  read -r p_status p_driver p_cpus p_memory p_k8s p_cni p_runtime <<<"$(profile_settings "$profiles")"
+  IFS='|' read -r p_status p_driver p_cpus p_memory p_k8s p_cni p_runtime <<<"$(profile_settings "$profiles")"
   if [[ -n "${p_status:-}" ]]; then
     profile_exists=true
     [[ "$p_status" == Running ]] && profile_running=true
