@@ -193,6 +193,13 @@ CALLS="$MINIKUBE_START --cpus 6 --memory 10240 --addons ingress --addons metrics
 run_case "minikube: --cpus/--memory (both spellings) size the profile" 0 "" "" FULL=1 FAKE_MINIKUBE_VERSION=1.39.0 \
   FAKE_DOCKER_MEM=17179869184 -- --cluster=minikube --cpus 6 --memory=10240 --build=docker
 
+WANT="kubectl context kindling"
+CALLS="$MINIKUBE_START --cpus 4 --memory 6144 --addons ingress --addons metrics-server --wait all
+kubectl config use-context kindling"
+NO_CALLS="tilt up"
+run_case "minikube --no-tilt (scripts/e2e.sh): the profile and its context, no tilt up" 0 "" "" FULL=1 \
+  FAKE_MINIKUBE_VERSION=1.38.1 FAKE_DOCKER_MEM=$MEM_8G -- --no-tilt --cluster minikube --build=docker
+
 running_profile() {  # STATUS MEMORY K8S CNI: the JSON `minikube profile list -o json` prints
   printf '{"invalid":[],"valid":[{"Name":"kindling","Status":"%s","Config":{"Name":"kindling","Driver":"docker","CPUs":4,"Memory":%s,"KubernetesConfig":{"KubernetesVersion":"%s","ContainerRuntime":"docker","CNI":"%s"}}}]}' "$@"
 }

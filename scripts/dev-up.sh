@@ -6,6 +6,8 @@
 #   scripts/dev-up.sh --skip-observability --build=docker
 #
 #   scripts/dev-up.sh --check [FLAGS]        only the checks below, then exit
+#   scripts/dev-up.sh --no-tilt [FLAGS]      checks, cluster and context, no tilt up
+#                                            (scripts/e2e.sh runs tilt ci itself)
 #   --cluster kind|minikube                  kind (default) or minikube
 #   --cpus N --memory MiB --driver NAME      minikube only: the profile's size
 #                                            (default 4 CPUs, 6144 MiB) and driver
@@ -55,19 +57,20 @@ TILT_UI_PORT=10350
 log() { printf '==> %s\n' "$*"; }
 problems=0
 problem() { problems=$((problems + 1)); printf 'dev-up: %s\n' "$*" >&2; }
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # version_lt A B: A sorts before B as a version.
 version_lt() { [[ "$1" != "$2" && "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$1" ]]; }
 # positive_int FLAG VALUE: exit with usage unless VALUE is a positive integer.
 positive_int() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "dev-up: $1 needs a positive number, not '$2'" >&2; exit 2; }; }
 
-check_only=false
+check_only=false no_tilt=false
 cluster=kind
 cpus="$MINIKUBE_CPUS" memory="$MINIKUBE_MEMORY" driver=docker minikube_flags=false
 tilt_args=()
 while (($#)); do
   case "$1" in
     --check) check_only=true ;;
+    --no-tilt) no_tilt=true ;;
     --cluster | --cpus | --memory | --driver)
       (($# >= 2)) || { echo "dev-up: $1 needs a value" >&2; usage; }
       set -- "$1=$2" "${@:3}"
@@ -283,6 +286,7 @@ else
 fi
 kubectl config use-context "$CONTEXT" >/dev/null
 log "kubectl context $CONTEXT"
+$no_tilt && exit 0
 
 cd "$ROOT"
 log "tilt up (UI: http://localhost:$TILT_UI_PORT; Ctrl-C leaves everything running, \`tilt down\` removes it)"
