@@ -115,6 +115,15 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert_eq!(server.wait_exit(Duration::from_secs(8)).await, 0);
 }
 
+/// A server whose queries may wait 60 s, with `grace` seconds after SIGTERM.
+async fn server_allowing_long_queries(grace: &str) -> ServerProcess {
+    ServerProcess::start(&[
+        ("SHUTDOWN_GRACE_SECS", grace),
+        ("DATABASE_QUERY_TIMEOUT_MS", "60000"),
+    ])
+    .await
+}
+
 /// A PUT that waits on a row lock held by `locker` until the test lets go.
 async fn put_blocked_on_a_row_lock(
     server: &ServerProcess,
@@ -154,11 +163,7 @@ async fn put_blocked_on_a_row_lock(
 async fn request_outliving_the_grace_period_does_not_keep_the_process_alive() {
     // The query may wait 60 s, far beyond the 1 s grace: only the shutdown
     // bound (grace + Rocket's 2 s mercy) can end it.
-    let mut server = ServerProcess::start(&[
-        ("SHUTDOWN_GRACE_SECS", "1"),
-        ("DATABASE_QUERY_TIMEOUT_MS", "60000"),
-    ])
-    .await;
+    let mut server = server_allowing_long_queries("1").await;
     let (_locker, put) = put_blocked_on_a_row_lock(&server).await;
     let started = std::time::Instant::now();
     server.sigterm();
@@ -181,11 +186,7 @@ async fn request_outliving_the_grace_period_does_not_keep_the_process_alive() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_connection_after_sigterm_is_refused_not_left_waiting() {
-    let mut server = ServerProcess::start(&[
-        ("SHUTDOWN_GRACE_SECS", "5"),
-        ("DATABASE_QUERY_TIMEOUT_MS", "60000"),
-    ])
-    .await;
+    let mut server = server_allowing_long_queries("5").await;
     // An in-flight request keeps the process in its grace period.
     let (locker, put) = put_blocked_on_a_row_lock(&server).await;
     server.sigterm();

@@ -222,34 +222,14 @@ impl LokiProbe for ServerProcess {
             .unwrap_or_else(|| panic!("{name} not exported"))
     }
 
-    /// Sends `n` list requests, 8 at a time; returns the slowest.
+    /// Sends `n` list requests, 8 at a time, each with the longest request
+    /// ID the API keeps (128 characters, which every line of the request
+    /// carries); returns the slowest.
     async fn load(&self, n: usize) -> Duration {
-        let mut slowest = Duration::ZERO;
-        for _ in 0..n / 8 {
-            let batch: Vec<_> = (0..8)
-                .map(|_| {
-                    let (client, url) = (self.client.clone(), self.url("/api/items?limit=1"));
-                    tokio::spawn(async move {
-                        let started = Instant::now();
-                        // The longest request ID the API keeps (128 characters):
-                        // every line of the request carries it.
-                        let id = uuid::Uuid::new_v4().simple().to_string().repeat(4);
-                        let res = client
-                            .get(url)
-                            .header("X-Request-Id", id)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(res.status(), StatusCode::OK);
-                        started.elapsed()
-                    })
-                })
-                .collect();
-            for task in batch {
-                slowest = slowest.max(task.await.unwrap());
-            }
-        }
-        slowest
+        requests_with_ids(self, n, |_| {
+            uuid::Uuid::new_v4().simple().to_string().repeat(4)
+        })
+        .await
     }
 }
 
@@ -369,14 +349,21 @@ async fn unreachable_loki_does_not_slow_requests_or_grow_memory() {
     unavailable_loki_is_harmless(format!("http://127.0.0.1:{}", free_port())).await;
 }
 
-/// Sends `n` requests tagged `X-Request-Id: <prefix>-<i>`, 8 at a time.
-async fn traced_requests(server: &ServerProcess, prefix: &str, n: usize) {
+/// Sends `n` list requests, 8 at a time, the i-th with `X-Request-Id: id(i)`;
+/// returns the slowest.
+async fn requests_with_ids(
+    server: &ServerProcess,
+    n: usize,
+    id: impl Fn(usize) -> String,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
     for batch in 0..n.div_ceil(8) {
         let tasks: Vec<_> = (batch * 8..((batch + 1) * 8).min(n))
             .map(|i| {
                 let (client, url) = (server.client.clone(), server.url("/api/items?limit=1"));
-                let id = format!("{prefix}-{i}");
+                let id = id(i);
                 tokio::spawn(async move {
+                    let started = Instant::now();
                     let res = client
                         .get(url)
                         .header("X-Request-Id", id)
@@ -384,13 +371,20 @@ async fn traced_requests(server: &ServerProcess, prefix: &str, n: usize) {
                         .await
                         .unwrap();
                     assert_eq!(res.status(), StatusCode::OK);
+                    started.elapsed()
                 })
             })
             .collect();
         for task in tasks {
-            task.await.unwrap();
+            slowest = slowest.max(task.await.unwrap());
         }
     }
+    slowest
+}
+
+/// Sends `n` requests tagged `X-Request-Id: <prefix>-<i>`.
+async fn traced_requests(server: &ServerProcess, prefix: &str, n: usize) {
+    requests_with_ids(server, n, |i| format!("{prefix}-{i}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
