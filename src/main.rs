@@ -1,41 +1,61 @@
-//! Command line: `kindling [serve|migrate|healthcheck|openapi]` (default `serve`).
+//! Command line: `kindling [serve|migrate|healthcheck|openapi]` (default
+//! `serve`); `kindling --help` lists them. Configuration comes from the
+//! environment (src/config.rs), not from flags.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use kindling::config::{self, Settings};
 use kindling::{db, startup, telemetry};
 
-const USAGE: &str = "usage: kindling [serve|migrate|healthcheck|openapi]
-  serve        run the API (default); MIGRATE_ON_START=true migrates first
-  migrate      apply the embedded migrations and exit
-  healthcheck  exit 0 if this host's API answers /api/v1/health/live
-  openapi      print the OpenAPI document served at /api/openapi.json";
+#[derive(Parser)]
+#[command(
+    version,
+    about = "kindling: items and users over HTTP/JSON, backed by Postgres"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Run the API (the default); MIGRATE_ON_START=true migrates first
+    Serve,
+    /// Apply the embedded migrations and exit
+    Migrate,
+    /// Exit 0 if this host's API answers /api/v1/health/live (for images without curl)
+    Healthcheck,
+    /// Print the OpenAPI document served at /api/openapi.json
+    Openapi,
+}
+
+/// Exit status for configuration errors (and, from clap, usage errors).
+const CONFIGURATION_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
     if let Err(e) = config::load_dotenv() {
         eprintln!("{e}");
-        return ExitCode::from(2);
+        return ExitCode::from(CONFIGURATION_ERROR);
     }
-    if command == "healthcheck" {
-        return healthcheck();
-    }
-    if command == "openapi" {
-        println!("{:#}", kindling::routes::openapi::spec());
-        return ExitCode::SUCCESS;
-    }
-    if !matches!(command.as_str(), "serve" | "migrate") {
-        eprintln!("unknown command {command:?}\n{USAGE}");
-        return ExitCode::from(2);
+    match command {
+        Command::Healthcheck => return healthcheck(),
+        Command::Openapi => {
+            println!("{:#}", kindling::routes::openapi::spec());
+            return ExitCode::SUCCESS;
+        }
+        Command::Serve | Command::Migrate => {}
     }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(CONFIGURATION_ERROR);
         }
     };
     rocket::execute(async move {
@@ -43,16 +63,15 @@ fn main() -> ExitCode {
             Ok(logging) => logging,
             Err(e) => {
                 eprintln!("{e}");
-                return ExitCode::from(2);
+                return ExitCode::from(CONFIGURATION_ERROR);
             }
         };
-        let outcome = if command == "migrate" {
-            migrate(settings).await
-        } else {
-            serve(settings).await
+        let outcome = match command {
+            Command::Migrate => migrate(settings).await,
+            _ => serve(settings).await,
         };
         if let Err(e) = &outcome {
-            tracing::error!(error = %e, "{command} failed");
+            tracing::error!(error = format!("{e:#}"), "kindling failed");
         }
         // Queued log lines reach Loki (within a bounded time) and stdout
         // before exit.
@@ -68,20 +87,21 @@ fn main() -> ExitCode {
 /// preStop pause, SHUTDOWN_GRACE_SECS, Rocket's 2 s mercy and this.
 const LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn migrate(settings: Settings) -> Result<(), String> {
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let applied = db::migrate(&settings.database.url)
         .await
-        .map_err(|e| e.to_string())?;
+        .context("migrate")?;
     tracing::info!(applied, "migrations up to date");
     Ok(())
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     startup::build_rocket(settings)
         .launch()
         .await
-        .map(|_| tracing::info!("shut down cleanly"))
-        .map_err(|e| e.to_string())
+        .context("serve")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
 }
 
 /// For images without curl: a plain HTTP/1.0 GET of the live probe.

@@ -188,6 +188,26 @@ impl Drop for TestApp {
     }
 }
 
+/// `TEST_LOG=1 cargo test` shows the service's logs: in-process apps log
+/// through the test harness's capture (printed for failing tests, or for all
+/// with `-- --nocapture`), child processes straight to the terminal.
+fn show_logs() -> bool {
+    std::env::var("TEST_LOG").is_ok_and(|v| v == "1")
+}
+
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if show_logs() {
+        ONCE.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(kindling::config::DEFAULT_LOG_FILTER)
+                .with_test_writer()
+                .try_init();
+        });
+    }
+}
+
 /// A migrated, running app on its own database.
 pub async fn spawn_app() -> TestApp {
     let url = fresh_database().await;
@@ -198,6 +218,7 @@ pub async fn spawn_app() -> TestApp {
 /// Runs the app against `database_url` (which may be unreachable) with extra
 /// environment settings.
 pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    init_test_logging();
     let port = free_port();
     let settings = settings_for(database_url, port, extra);
     let rocket = kindling::startup::build_rocket(settings)
@@ -332,8 +353,13 @@ impl ServerProcess {
             ("ROCKET_PORT", port.as_str()),
         ];
         all.extend_from_slice(env);
+        let stdout = if show_logs() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        };
         let child = kindling_command(&["serve"], &all)
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .spawn()
             .expect("spawn kindling serve");
         let server = ServerProcess {
