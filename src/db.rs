@@ -22,7 +22,6 @@ use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseSettings;
 use crate::error::ApiError;
-use crate::telemetry::metrics::Metrics;
 
 /// Migrations in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -123,13 +122,30 @@ pub fn connect_options(
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
 
+/// What the database layer reports about each request's connection and
+/// queries. Telemetry implements it (`telemetry::metrics::Metrics`) and the
+/// application hands it to Rocket as [`DbObservers`], so this module does not
+/// depend on telemetry.
+pub trait DbObserver: Send + Sync {
+    /// A request waited `waited` for a pooled connection; `ok` if it got one.
+    fn connection_acquired(&self, waited: Duration, ok: bool);
+    /// One round trip under `operation` ended; `reached_database` unless it
+    /// failed for want of a server (timeout, connection error).
+    fn query_finished(&self, operation: &'static str, took: Duration, reached_database: bool);
+}
+
+/// The [`DbObserver`] that Rocket manages for [`DbConn`].
+#[derive(Clone)]
+pub struct DbObservers(pub Arc<dyn DbObserver>);
+
 /// A pooled connection for one request: rocket_db_pools' `Connection<Db>`
 /// guard (503 through the catcher when the pool cannot supply one within
-/// DATABASE_ACQUIRE_TIMEOUT_MS), the per-query time limit, and metrics.
+/// DATABASE_ACQUIRE_TIMEOUT_MS), the per-query time limit, and reports to the
+/// [`DbObserver`].
 pub struct DbConn {
     conn: Connection<Db>,
     query_timeout: Duration,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn DbObserver>,
 }
 
 #[rocket::async_trait]
@@ -137,20 +153,19 @@ impl<'r> FromRequest<'r> for DbConn {
     type Error = ();
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
-        let (Some(db), Some(metrics)) = (
-            Db::fetch(req.rocket()),
-            req.rocket().state::<Arc<Metrics>>(),
-        ) else {
+        let (Some(db), Some(DbObservers(observer))) =
+            (Db::fetch(req.rocket()), req.rocket().state::<DbObservers>())
+        else {
             return request::Outcome::Error((Status::InternalServerError, ()));
         };
         let started = Instant::now();
         let outcome = req.guard::<Connection<Db>>().await;
-        metrics.observe_acquire(started.elapsed(), outcome.is_success());
+        observer.connection_acquired(started.elapsed(), outcome.is_success());
         match outcome {
             request::Outcome::Success(conn) => request::Outcome::Success(DbConn {
                 conn,
                 query_timeout: db.query_timeout,
-                metrics: metrics.clone(),
+                observer: observer.clone(),
             }),
             request::Outcome::Error((status, _)) => request::Outcome::Error((status, ())),
             request::Outcome::Forward(status) => request::Outcome::Forward(status),
@@ -170,8 +185,8 @@ impl DbConn {
         let started = Instant::now();
         let result = tokio::time::timeout(self.query_timeout, query(&mut self.conn)).await;
         let reached_database = matches!(&result, Ok(Ok(_)) | Ok(Err(sqlx::Error::Database(_))));
-        self.metrics
-            .observe_query(operation, started.elapsed(), reached_database);
+        self.observer
+            .query_finished(operation, started.elapsed(), reached_database);
         match result {
             Ok(result) => result.map_err(ApiError::from),
             Err(_) => Err(ApiError::DatabaseUnavailable(format!(

@@ -11,7 +11,7 @@ use rocket::{Build, Rocket, catchers};
 use rocket_db_pools::Database;
 
 use crate::config::Settings;
-use crate::db::{self, Db, PoolFigment};
+use crate::db::{self, Db, DbObservers, PoolFigment};
 use crate::error::default_catcher;
 use crate::routes::{self, health::Lifecycle};
 use crate::telemetry::metrics::Metrics;
@@ -53,6 +53,7 @@ pub fn build_rocket(settings: Settings) -> Rocket<Build> {
         .attach(start_up(settings.clone(), lifecycle.clone()))
         .manage(settings)
         .manage(lifecycle)
+        .manage(DbObservers(metrics.clone()))
         .manage(metrics)
         .mount("/", in_request_spans(routes::all()))
         .register("/", catchers![default_catcher])

@@ -16,7 +16,7 @@ use rocket::http::{ContentType, Method};
 use rocket::{Route, State, get};
 
 use super::loki::LOKI_STATS;
-use crate::db::Db;
+use crate::db::{Db, DbObserver};
 
 pub mod names {
     pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
@@ -205,20 +205,6 @@ impl Metrics {
         }
     }
 
-    pub fn observe_acquire(&self, waited: Duration, ok: bool) {
-        self.db_acquire.observe(waited.as_secs_f64());
-        if !ok {
-            self.db_up.set(0);
-        }
-    }
-
-    pub fn observe_query(&self, operation: &str, took: Duration, reached_database: bool) {
-        self.db_query
-            .with_label_values(&[operation])
-            .observe(took.as_secs_f64());
-        self.db_up.set(i64::from(reached_database));
-    }
-
     pub fn set_db_up(&self, up: bool) {
         self.db_up.set(i64::from(up));
     }
@@ -302,4 +288,21 @@ impl Collector for LokiCollector {
 pub fn endpoint(metrics: &State<Arc<Metrics>>, db: &Db) -> (ContentType, String) {
     let content_type = ContentType::new("text", "plain").with_params(("version", "0.0.4"));
     (content_type, metrics.render(&db.pool))
+}
+
+/// The database layer's reports, as metrics.
+impl DbObserver for Metrics {
+    fn connection_acquired(&self, waited: Duration, ok: bool) {
+        self.db_acquire.observe(waited.as_secs_f64());
+        if !ok {
+            self.db_up.set(0);
+        }
+    }
+
+    fn query_finished(&self, operation: &'static str, took: Duration, reached_database: bool) {
+        self.db_query
+            .with_label_values(&[operation])
+            .observe(took.as_secs_f64());
+        self.db_up.set(i64::from(reached_database));
+    }
 }
