@@ -14,7 +14,7 @@ pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 /// an absent description clears it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewItem {
-    /// Trimmed, 1..=200 characters.
+    /// At most 200 characters as sent, not only whitespace; stored trimmed.
     pub name: String,
     /// At most 2000 characters.
     pub description: Option<String>,
@@ -23,12 +23,16 @@ pub struct NewItem {
 impl NewItem {
     pub fn parse(body: Value) -> Result<Self, FieldErrors> {
         let mut r = ObjectReader::new(body, &["name", "description"])?;
+        // The limit applies to the name as sent, so it means what the
+        // OpenAPI document's maxLength says; the stored name is trimmed.
         let name = r.required_string("name").and_then(|raw| {
             let trimmed = raw.trim();
-            match trimmed.chars().count() {
-                0 => r.fail("name", "must not be empty"),
-                n if n > NAME_MAX_CHARS => r.fail("name", "must be at most 200 characters"),
-                _ => Some(trimmed.to_owned()),
+            if raw.chars().count() > NAME_MAX_CHARS {
+                r.fail("name", "must be at most 200 characters")
+            } else if trimmed.is_empty() {
+                r.fail("name", "must not be empty")
+            } else {
+                Some(trimmed.to_owned())
             }
         });
         let description = r.optional_string("description").and_then(|d| match d {
@@ -86,6 +90,13 @@ mod tests {
     fn nul_characters_are_rejected() {
         let errors = NewItem::parse(json!({"name": "a\0b", "description": "\0"})).unwrap_err();
         assert!(errors.contains_key("name") && errors.contains_key("description"));
+    }
+
+    #[test]
+    fn name_limit_counts_the_name_as_sent() {
+        let padded = format!(" {}", "x".repeat(200));
+        assert!(NewItem::parse(json!({ "name": padded })).is_err());
+        assert!(NewItem::parse(json!({"name": format!(" {}", "x".repeat(199))})).is_ok());
     }
 
     #[test]

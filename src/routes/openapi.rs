@@ -228,7 +228,7 @@ pub fn spec() -> Value {
                 "type": "object", "additionalProperties": false, "required": ["name"],
                 "properties": {
                     "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS,
-                             "description": "Trimmed before the length check"},
+                             "description": "At most 200 characters as sent and not only whitespace; stored trimmed"},
                     "description": {"type": ["string", "null"], "maxLength": DESCRIPTION_MAX_CHARS}
                 }
             },
