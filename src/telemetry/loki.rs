@@ -100,10 +100,15 @@ pub mod proto {
 
     /// Decodes a push body: snappy raw (block) format around the protobuf.
     pub fn decode(body: &[u8]) -> Result<PushRequest, String> {
+        decode_as(body)
+    }
+
+    /// Snappy raw (block) format around a protobuf message `M`.
+    fn decode_as<M: prost::Message + Default>(body: &[u8]) -> Result<M, String> {
         let raw = snap::raw::Decoder::new()
             .decompress_vec(body)
             .map_err(|e| format!("snappy: {e}"))?;
-        prost::Message::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+        M::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
     }
 
     /// The same message with only what counting needs: entries decode as
@@ -125,11 +130,7 @@ pub mod proto {
 
     /// The number of entries in a push body.
     pub fn count_entries(body: &[u8]) -> Result<u64, String> {
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(body)
-            .map_err(|e| format!("snappy: {e}"))?;
-        let push: PushCount =
-            prost::Message::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))?;
+        let push: PushCount = decode_as(body)?;
         Ok(push.streams.iter().map(|s| s.entries.len() as u64).sum())
     }
 }

@@ -73,38 +73,8 @@ fn missing_or_malformed_settings_stop_with_one_clear_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mut server = ServerProcess::start(&[("SHUTDOWN_GRACE_SECS", "5")]).await;
-    let (base, client) = (server.base.clone(), server.client.clone());
-    let url = server.database_url.clone();
-    let item: serde_json::Value = client
-        .post(format!("{base}/api/items"))
-        .json(&json!({"name": "in flight"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-
-    // Hold the row lock so the PUT below is in flight when SIGTERM arrives.
-    let mut locker = PgConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
-    sqlx::query("SELECT 1 FROM items WHERE id = $1 FOR UPDATE")
-        .bind(item["id"].as_i64().unwrap())
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    let put = tokio::spawn({
-        let url = format!("{base}/api/items/{}", item["id"]);
-        let client = client.clone();
-        async move {
-            client
-                .put(url)
-                .json(&json!({"name": "finished"}))
-                .send()
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The PUT is in flight on a locked row when SIGTERM arrives.
+    let (mut locker, put) = put_blocked_on_a_row_lock(&server).await;
     server.sigterm();
     tokio::time::sleep(Duration::from_millis(500)).await;
     sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
@@ -151,7 +121,7 @@ async fn put_blocked_on_a_row_lock(
     let put = tokio::spawn(async move {
         client
             .put(format!("{base}/api/items/{}", item["id"]))
-            .json(&json!({"name": "never"}))
+            .json(&json!({"name": "after the lock"}))
             .send()
             .await
     });
