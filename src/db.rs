@@ -21,7 +21,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseSettings;
-use crate::error::ApiError;
 
 /// Migrations in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -132,6 +131,8 @@ pub trait DbObserver: Send + Sync {
     /// One round trip under `operation` ended; `reached_database` unless it
     /// failed for want of a server (timeout, connection error).
     fn query_finished(&self, operation: &'static str, took: Duration, reached_database: bool);
+    /// A readiness check found the database `reachable` or not.
+    fn database_checked(&self, reachable: bool);
 }
 
 /// The [`DbObserver`] that Rocket manages for [`DbConn`].
@@ -181,20 +182,32 @@ impl DbConn {
         &mut self,
         operation: &'static str,
         query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, DbError> {
         let started = Instant::now();
         let result = tokio::time::timeout(self.query_timeout, query(&mut self.conn)).await;
         let reached_database = matches!(&result, Ok(Ok(_)) | Ok(Err(sqlx::Error::Database(_))));
         self.observer
             .query_finished(operation, started.elapsed(), reached_database);
         match result {
-            Ok(result) => result.map_err(ApiError::from),
-            Err(_) => Err(ApiError::DatabaseUnavailable(format!(
-                "{operation} exceeded {} ms",
-                self.query_timeout.as_millis()
-            ))),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DbError::TimedOut {
+                operation,
+                limit_ms: self.query_timeout.as_millis(),
+            }),
         }
     }
+}
+
+/// A failed round trip. `crate::error` decides what each means to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("{operation} exceeded the query time limit of {limit_ms} ms")]
+    TimedOut {
+        operation: &'static str,
+        limit_ms: u128,
+    },
 }
 
 /// Advisory-lock key that serialises `kindling migrate` runs (ASCII "kindling").

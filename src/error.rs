@@ -14,7 +14,8 @@ use rocket::response::{self, Responder, Response};
 use rocket::{Request, catch};
 use serde::Serialize;
 
-use crate::request_id::RequestId;
+use crate::db::DbError;
+use crate::telemetry::request_id::RequestId;
 
 /// Field name → human-readable message, as returned in a 422's `errors`.
 pub type FieldErrors = BTreeMap<String, String>;
@@ -22,19 +23,39 @@ pub type FieldErrors = BTreeMap<String, String>;
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 2;
 
-#[derive(Debug)]
+/// Every way a request can fail. `Display` is for logs; clients see the
+/// problem body built by `into_problem`, which never includes a cause.
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    #[error("validation failed: {0:?}")]
     Validation(FieldErrors),
+    #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error("request body is not JSON")]
     UnsupportedMediaType,
+    #[error("If-Match does not match version {current_version}")]
     PreconditionFailed { current_version: i32 },
+    #[error("{field} is already taken")]
     Conflict { field: &'static str },
-    DatabaseUnavailable(String),
-    Internal(String),
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] DbError),
+    #[error("unexpected database error")]
+    Internal(#[source] DbError),
 }
+
+/// Unique constraints (from `migrations/`) and the request field each
+/// protects: a violation is a 409 naming the field. The one place that maps
+/// the schema's constraints to API errors.
+const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
+    ("users_username_key", "username"),
+    ("users_email_key", "email"),
+];
 
 impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -104,39 +125,55 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
         use sqlx::Error as E;
-        match &e {
-            E::Database(db) if db.code().as_deref() == Some("23505") => {
-                let field = match db.constraint() {
-                    Some("users_username_key") => "username",
-                    Some("users_email_key") => "email",
-                    _ => "resource",
-                };
+        let sqlx = match &e {
+            DbError::TimedOut { .. } => return ApiError::DatabaseUnavailable(e),
+            DbError::Sqlx(sqlx) => sqlx,
+        };
+        let code = match sqlx {
+            E::Database(db) => db.code(),
+            _ => None,
+        };
+        match (code.as_deref(), sqlx) {
+            (Some("23505"), E::Database(db)) => {
+                let field = UNIQUE_CONSTRAINTS
+                    .iter()
+                    .find(|(name, _)| db.constraint() == Some(*name))
+                    .map_or("resource", |(_, field)| *field);
                 ApiError::Conflict { field }
             }
             // 57014 query_canceled (statement timeout), class 08 connection
             // exceptions, 53 insufficient resources, 57P0x shutdown/crash.
-            E::Database(db)
-                if db.code().is_some_and(|c| {
-                    c == "57014"
-                        || c.starts_with("08")
-                        || c.starts_with("53")
-                        || c.starts_with("57P")
-                }) =>
+            (Some(c), _)
+                if c == "57014"
+                    || c.starts_with("08")
+                    || c.starts_with("53")
+                    || c.starts_with("57P") =>
             {
-                ApiError::DatabaseUnavailable(e.to_string())
+                ApiError::DatabaseUnavailable(e)
             }
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) => {
-                ApiError::DatabaseUnavailable(e.to_string())
-            }
-            E::WorkerCrashed => ApiError::DatabaseUnavailable(e.to_string()),
+            (
+                None,
+                E::PoolTimedOut
+                | E::PoolClosed
+                | E::Io(_)
+                | E::Tls(_)
+                | E::Protocol(_)
+                | E::WorkerCrashed,
+            ) => ApiError::DatabaseUnavailable(e),
             // Class 22 "data exception": a value validation should have refused.
             // The client gets a 422 without the SQL text; the cause is logged.
-            E::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+            (Some(c), _) if c.starts_with("22") => {
                 tracing::warn!(error = %e, "database refused a value that passed validation");
                 ApiError::invalid("body", "contains a value that cannot be stored")
             }
-            _ => ApiError::Internal(e.to_string()),
+            _ => ApiError::Internal(e),
         }
     }
 }

@@ -9,8 +9,7 @@
 //! - `db`          pool, migrations, schema checks, query time limits
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match
-//! - `telemetry`   logs, request IDs in logs, metrics
-//! - `request_id`  X-Request-Id handling
+//! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
 
 pub mod config;
 pub mod db;
@@ -18,7 +17,6 @@ pub mod domain;
 pub mod error;
 pub mod guards;
 pub mod repository;
-pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -59,10 +59,11 @@ fn main() -> ExitCode {
         }
     };
     rocket::execute(async move {
-        let logging = match telemetry::init_logging(&settings.telemetry).await {
+        let logging = match telemetry::logging::init(&settings.telemetry).await {
             Ok(logging) => logging,
             Err(e) => {
-                eprintln!("{e}");
+                // The cause chain: "LOKI_URL could not be used: …: …".
+                eprintln!("{:#}", anyhow::Error::from(e));
                 return ExitCode::from(CONFIGURATION_ERROR);
             }
         };

@@ -1,7 +1,6 @@
 //! Assembles the application. `main` and the integration tests both call
 //! [`build_rocket`], so the tests exercise exactly what ships.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::config::{LogLevel, Shutdown, Sig};
@@ -11,11 +10,10 @@ use rocket::{Build, Rocket, catchers};
 use rocket_db_pools::Database;
 
 use crate::config::Settings;
-use crate::db::{self, Db, DbObservers, PoolFigment};
+use crate::db::{self, Db, PoolFigment};
 use crate::error::default_catcher;
 use crate::routes::{self, health::Lifecycle};
-use crate::telemetry::metrics::Metrics;
-use crate::telemetry::{RequestTelemetry, in_request_spans};
+use crate::telemetry::{Telemetry, in_request_spans};
 
 /// Rocket's configuration, derived from [`Settings`] only: Rocket.toml and
 /// `ROCKET_*` variables other than address and port are not consulted, so
@@ -34,7 +32,7 @@ pub fn figment(settings: &Settings) -> Figment {
         .merge(("address", settings.address))
         .merge(("port", settings.port))
         .merge(("ident", "kindling"))
-        // Rocket's own logger is replaced by tracing (see telemetry.rs).
+        // Rocket's own logger is replaced by tracing (see src/telemetry/).
         .merge(("log_level", LogLevel::Off))
         .merge(("cli_colors", false))
         .merge(("shutdown", shutdown))
@@ -45,16 +43,12 @@ pub fn figment(settings: &Settings) -> Figment {
 /// sequence. Launching it never needs the database to be up.
 pub fn build_rocket(settings: Settings) -> Rocket<Build> {
     let lifecycle = Lifecycle::default();
-    // Registration of fixed, distinct names cannot fail; a failure is a bug.
-    let metrics = Arc::new(Metrics::new().expect("metric definitions are valid"));
     rocket::custom(figment(&settings))
         .attach(Db::init())
-        .attach(RequestTelemetry)
+        .attach(Telemetry::stage())
         .attach(start_up(settings.clone(), lifecycle.clone()))
         .manage(settings)
         .manage(lifecycle)
-        .manage(DbObservers(metrics.clone()))
-        .manage(metrics)
         .mount("/", in_request_spans(routes::all()))
         .register("/", catchers![default_catcher])
 }

@@ -16,9 +16,8 @@ use rocket::{Request, State, get, response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::db::{Db, SchemaStatus, schema_status};
+use crate::db::{Db, DbObservers, SchemaStatus, schema_status};
 use crate::error::Problem;
-use crate::telemetry::metrics::Metrics;
 
 /// How long the readiness check waits for Postgres.
 pub const READY_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -192,10 +191,12 @@ pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
 pub async fn ready(
     lifecycle: &State<Lifecycle>,
     db: &Db,
-    metrics: &State<Arc<Metrics>>,
+    db_observers: &State<DbObservers>,
 ) -> ProbeResponse {
     let checks = Checks::run(lifecycle, db).await;
-    metrics.set_db_up(checks.database.status == "up");
+    db_observers
+        .0
+        .database_checked(checks.database.status == "up");
     ProbeResponse {
         ok: checks.ready(),
         detail: "not ready to serve traffic",
@@ -208,9 +209,9 @@ pub async fn ready(
 pub async fn ready_alias(
     lifecycle: &State<Lifecycle>,
     db: &Db,
-    metrics: &State<Arc<Metrics>>,
+    db_observers: &State<DbObservers>,
 ) -> ProbeResponse {
-    ready(lifecycle, db, metrics).await
+    ready(lifecycle, db, db_observers).await
 }
 
 /// The summary is a report, not a probe: always 200, with `status` one of

@@ -321,10 +321,12 @@ mod tests {
 
     use super::spec;
 
-    /// (METHOD, /path/{param}) for every mounted route.
+    /// (METHOD, /path/{param}) for every mounted route: the API's and the
+    /// telemetry stage's.
     fn mounted() -> BTreeSet<(String, String)> {
         crate::routes::all()
             .iter()
+            .chain(&crate::telemetry::routes())
             .map(|r| {
                 let path = r.uri.path().to_string().replace('<', "{").replace('>', "}");
                 (r.method.as_str().to_owned(), path)

@@ -13,8 +13,8 @@
 //!    otherwise it drops the event and counts it. tracing-loki's channel and
 //!    queue therefore never hold more than that many events, and its channel
 //!    never overflows silently.
-//! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process, which
-//!    answers at once, keeps at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
+//! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process (an
+//!    HTTP/1.1 server on hyper), which answers at once, keeps at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
 //!    of compressed batches (dropping the oldest, counted) and forwards them to the real
 //!    Loki with a request timeout and backoff.
 //!
@@ -27,8 +27,13 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{Event, Subscriber, span};
@@ -46,6 +51,8 @@ use crate::config::TelemetrySettings;
 pub const MAX_UNACKED_EVENTS: u64 = 4096;
 /// Largest push body the relay accepts from tracing-loki.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Largest request head (request line and headers) the relay reads.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Upper bound on one push to the real Loki.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -98,17 +105,24 @@ pub mod proto {
         pub line: String,
     }
 
+    /// Why a push body could not be read.
+    #[derive(Debug, thiserror::Error)]
+    pub enum DecodeError {
+        #[error("not snappy (raw block format)")]
+        Snappy(#[from] snap::Error),
+        #[error("not a logproto.PushRequest")]
+        Protobuf(#[from] prost::DecodeError),
+    }
+
     /// Decodes a push body: snappy raw (block) format around the protobuf.
-    pub fn decode(body: &[u8]) -> Result<PushRequest, String> {
+    pub fn decode(body: &[u8]) -> Result<PushRequest, DecodeError> {
         decode_as(body)
     }
 
     /// Snappy raw (block) format around a protobuf message `M`.
-    fn decode_as<M: prost::Message + Default>(body: &[u8]) -> Result<M, String> {
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(body)
-            .map_err(|e| format!("snappy: {e}"))?;
-        M::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+    fn decode_as<M: prost::Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
+        let raw = snap::raw::Decoder::new().decompress_vec(body)?;
+        Ok(M::decode(raw.as_slice())?)
     }
 
     /// The same message with only what counting needs: entries decode as
@@ -129,7 +143,7 @@ pub mod proto {
     struct Skipped {}
 
     /// The number of entries in a push body.
-    pub fn count_entries(body: &[u8]) -> Result<u64, String> {
+    pub fn count_entries(body: &[u8]) -> Result<u64, DecodeError> {
         let push: PushCount = decode_as(body)?;
         Ok(push.streams.iter().map(|s| s.entries.len() as u64).sum())
     }
@@ -269,6 +283,19 @@ impl Relay {
     }
 }
 
+/// Why log shipping could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LokiError {
+    #[error("the in-process relay could not listen on 127.0.0.1")]
+    Relay(#[source] std::io::Error),
+    #[error("the HTTP client could not be built")]
+    Client(#[source] reqwest::Error),
+    #[error("tracing-loki refused the relay's URL or a label")]
+    Layer(#[source] tracing_loki::Error),
+    #[error("the relay's URL is invalid")]
+    Url(#[source] tracing_loki::url::ParseError),
+}
+
 /// Handle that flushes queued events at shutdown.
 pub struct LokiShipper {
     controller: tracing_loki::BackgroundTaskController,
@@ -282,15 +309,12 @@ pub struct LokiShipper {
 pub async fn start(
     settings: &TelemetrySettings,
     loki_url: &str,
-) -> Result<(BoundedLayer<tracing_loki::Layer>, LokiShipper), String> {
+) -> Result<(BoundedLayer<tracing_loki::Layer>, LokiShipper), LokiError> {
     let push_url = format!("{}/loki/api/v1/push", loki_url.trim_end_matches('/'));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("loki relay: {e}"))?;
-    let relay_url = format!(
-        "http://{}/",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
+        .map_err(LokiError::Relay)?;
+    let relay_addr = listener.local_addr().map_err(LokiError::Relay)?;
     let relay = Arc::new(Relay {
         max_bytes: settings.loki_queue_max_bytes,
         backlog: Mutex::default(),
@@ -302,17 +326,18 @@ pub async fn start(
         .timeout(PUSH_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
-        .map_err(|e| format!("loki client: {e}"))?;
+        .map_err(LokiError::Client)?;
     let forwarder = tokio::spawn(forward(client, push_url, relay.clone()));
 
-    let url = tracing_loki::url::Url::parse(&relay_url).map_err(|e| e.to_string())?;
+    let url =
+        tracing_loki::url::Url::parse(&format!("http://{relay_addr}/")).map_err(LokiError::Url)?;
     let (layer, controller, background) = tracing_loki::builder()
         .label("app", "kindling-api")
         .and_then(|b| b.label("namespace", &settings.namespace))
         .and_then(|b| b.label("environment", &settings.environment))
         .and_then(|b| b.extra_field("pod", settings.pod_name.clone()))
         .and_then(|b| b.build_controller_url(url))
-        .map_err(|e| format!("configuration error: LOKI_URL could not be used ({e})"))?;
+        .map_err(LokiError::Layer)?;
     let background = tokio::spawn(background);
     Ok((
         BoundedLayer { inner: layer },
@@ -344,75 +369,54 @@ impl LokiShipper {
     }
 }
 
+/// The relay's HTTP side: hyper's HTTP/1.1 server, keep-alive, for
+/// tracing-loki's POSTs only.
 async fn accept(listener: TcpListener, relay: Arc<Relay>) {
     loop {
-        if let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_pushes(stream, relay.clone()));
-        }
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| receive_push(req, relay.clone()));
+            let _ = http1::Builder::new()
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
-/// Minimal HTTP/1.1 server for tracing-loki's keep-alive POSTs: reads a
-/// request, queues its body, answers 204 at once.
-async fn serve_pushes(stream: TcpStream, relay: Arc<Relay>) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let mut content_length = None;
-        let mut line = String::new();
-        let mut header_bytes = 0;
-        loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => header_bytes += n,
-            }
-            if header_bytes > 16 * 1024 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                content_length = value.trim().parse::<usize>().ok();
-            }
-        }
-        let status = match content_length {
-            Some(len) if len <= MAX_BODY_BYTES => {
-                let mut body = vec![0; len];
-                if reader.read_exact(&mut body).await.is_err() {
-                    return;
-                }
-                match proto::count_entries(&body) {
-                    Ok(entries) => {
-                        LOKI_STATS.relayed.fetch_add(entries, Ordering::Relaxed);
-                        relay.enqueue(Batch {
-                            body: Bytes::from(body),
-                            entries,
-                        });
-                        // Pacing: tracing-loki pushes again as soon as a
-                        // push is answered, which under load means a push
-                        // (and a forward to Loki) every few events. Holding
-                        // the answer lets events gather into larger batches;
-                        // the admission window above is already released.
-                        tokio::time::sleep(PUSH_PACING).await;
-                        "204 No Content"
-                    }
-                    Err(_) => "400 Bad Request",
-                }
-            }
-            _ => "413 Payload Too Large",
-        };
-        let response = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
-        if write.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-        if !status.starts_with("204") {
-            return;
-        }
-    }
+/// Queues one push body and answers 204 (400 if it is not a push body,
+/// 413 if it is larger than [`MAX_BODY_BYTES`]).
+async fn receive_push(
+    req: hyper::Request<Incoming>,
+    relay: Arc<Relay>,
+) -> Result<hyper::Response<Empty<Bytes>>, std::convert::Infallible> {
+    let answer = |status: StatusCode| {
+        let mut res = hyper::Response::new(Empty::new());
+        *res.status_mut() = status;
+        Ok(res)
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return answer(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => return answer(StatusCode::BAD_REQUEST),
+    };
+    let Ok(entries) = proto::count_entries(&body) else {
+        return answer(StatusCode::BAD_REQUEST);
+    };
+    LOKI_STATS.relayed.fetch_add(entries, Ordering::Relaxed);
+    relay.enqueue(Batch { body, entries });
+    // Pacing: tracing-loki pushes again as soon as a push is answered, which
+    // under load means a push (and a forward to Loki) every few events.
+    // Holding the answer lets events gather into larger batches; the
+    // admission window above is already released.
+    tokio::time::sleep(PUSH_PACING).await;
+    answer(StatusCode::NO_CONTENT)
 }
 
 /// Sends queued batches to Loki one at a time with a timeout; retries with

@@ -3,7 +3,7 @@
 //! exposition of a running API, so a renamed metric fails CI there.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
@@ -65,6 +65,9 @@ pub struct Metrics {
     db_pool_connections: IntGaugeVec,
     db_acquire: Histogram,
     db_query: HistogramVec,
+    /// `db_query`'s series by operation, resolved on first use: operations
+    /// are a handful of `&'static str`, found by address without hashing.
+    db_query_by_operation: RwLock<Vec<(&'static str, Histogram)>>,
     db_up: IntGauge,
 }
 
@@ -143,6 +146,7 @@ impl Metrics {
             db_pool_connections,
             db_acquire,
             db_query,
+            db_query_by_operation: RwLock::default(),
             db_up,
         })
     }
@@ -203,10 +207,6 @@ impl Metrics {
             Some(i) => series.requests[i].get_or_init(counter_by_label).inc(),
             None => counter_by_label().inc(),
         }
-    }
-
-    pub fn set_db_up(&self, up: bool) {
-        self.db_up.set(i64::from(up));
     }
 
     /// The text exposition, with pool gauges read at scrape time.
@@ -300,9 +300,27 @@ impl DbObserver for Metrics {
     }
 
     fn query_finished(&self, operation: &'static str, took: Duration, reached_database: bool) {
-        self.db_query
-            .with_label_values(&[operation])
-            .observe(took.as_secs_f64());
+        let seconds = took.as_secs_f64();
+        let known = |series: &[(&'static str, Histogram)]| {
+            series
+                .iter()
+                .find(|(op, _)| std::ptr::eq(*op, operation) || *op == operation)
+                .map(|(_, h)| h.observe(seconds))
+                .is_some()
+        };
+        let cache = &self.db_query_by_operation;
+        if !known(&cache.read().unwrap_or_else(PoisonError::into_inner)) {
+            let histogram = self.db_query.with_label_values(&[operation]);
+            histogram.observe(seconds);
+            cache
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((operation, histogram));
+        }
         self.db_up.set(i64::from(reached_database));
+    }
+
+    fn database_checked(&self, reachable: bool) {
+        self.db_up.set(i64::from(reachable));
     }
 }

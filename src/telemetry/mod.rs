@@ -1,86 +1,64 @@
-//! Logs, metrics and request telemetry. Every log line is one JSON object on
-//! stdout (and, with LOKI_URL, in Loki); each request produces one access
-//! line carrying its `request_id`, `method`, `route` template, `status` and
-//! `latency_ms`, and is counted in the HTTP metrics.
+//! Telemetry, in one place: what every request gets and what every log line
+//! goes through.
+//!
+//! - [`Telemetry`] is the Rocket stage (one fairing). It manages the metrics
+//!   registry, mounts `GET /metrics`, assigns each request its ID and echoes
+//!   it, counts and times the request, and writes its access line.
+//! - [`in_request_spans`] wraps the routes' handlers so that every event
+//!   logged while serving a request (the service's, sqlx's) carries its
+//!   `request_id`, `method` and `route`.
+//! - [`logging::init`] installs the log pipeline (JSON lines on stdout, and
+//!   to Loki with LOKI_URL) and returns the handle whose `flush` must run
+//!   after Rocket has shut down: requests still finishing during the grace
+//!   period log too, so the flush cannot be a shutdown fairing (those run
+//!   when shutdown begins).
+//!
+//! The database layer reports pool and query figures through
+//! [`crate::db::DbObserver`], which [`metrics::Metrics`] implements: `db`
+//! does not know about telemetry.
 
+pub mod logging;
 pub mod loki;
 pub mod metrics;
+pub mod request_id;
 pub mod stdout;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rocket::fairing::{Fairing, Info, Kind};
+use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::route::{self, Handler, Route};
-use rocket::{Data, Orbit, Request, Response, Rocket};
+use rocket::{Build, Data, Orbit, Request, Response, Rocket, routes};
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::TelemetrySettings;
-use crate::request_id::{self, RequestId};
+use crate::db::DbObservers;
+use metrics::Metrics;
+use request_id::RequestId;
 
 /// Route label for requests that matched no route, so unknown paths cannot
 /// create unbounded label values.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Installs the global subscriber: JSON lines on stdout (written by a
-/// background thread, see [`stdout`]), filtered by `RUST_LOG`, plus the
-/// bounded Loki layer when LOKI_URL is set. `log` records (Rocket's, sqlx's)
-/// are bridged into tracing. Returns the handle that flushes both at
-/// shutdown. Must run inside a Tokio runtime.
-pub async fn init_logging(settings: &TelemetrySettings) -> Result<Logging, String> {
-    let filter = EnvFilter::try_new(&settings.log_filter)
-        .map_err(|e| format!("configuration error: RUST_LOG is invalid ({e})"))?;
-    let (loki_layer, loki) = match &settings.loki_url {
-        Some(url) => {
-            let (layer, shipper) = loki::start(settings, url).await?;
-            (Some(layer), Some(shipper))
-        }
-        None => (None, None),
-    };
-    let (lines, stdout) =
-        stdout::spawn().map_err(|e| format!("logging could not be initialised: {e}"))?;
-    let stdout_layer = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
-        .with_writer(lines);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(stdout_layer)
-        .with(loki_layer)
-        .try_init()
-        .map_err(|e| format!("logging could not be initialised: {e}"))?;
-    Ok(Logging { stdout, loki })
+/// The telemetry stage: attach it once (`startup::build_rocket` does).
+pub struct Telemetry {
+    metrics: Arc<Metrics>,
 }
 
-/// What must be flushed before the process exits.
-pub struct Logging {
-    stdout: stdout::StdoutFlusher,
-    loki: Option<loki::LokiShipper>,
-}
-
-impl Logging {
-    /// Ships queued events to Loki (within `loki_within`), then writes every
-    /// line still queued for stdout.
-    pub async fn flush(self, loki_within: Duration) {
-        if let Some(loki) = self.loki {
-            loki.flush(loki_within).await;
+impl Telemetry {
+    pub fn stage() -> Self {
+        // Registration of fixed, distinct names cannot fail; a failure is a bug.
+        let metrics = Metrics::new().expect("metric definitions are valid");
+        Telemetry {
+            metrics: Arc::new(metrics),
         }
-        // Lines are never dropped; this bound only guards against a stdout
-        // that no longer drains (a reader that stopped).
-        self.stdout.flush(Duration::from_secs(10));
     }
 }
 
-/// Per-request bookkeeping: assigns the request ID, echoes it, and writes the
-/// access log line.
-pub struct RequestTelemetry;
+/// The routes the stage mounts: `GET /metrics`.
+pub fn routes() -> Vec<Route> {
+    routes![metrics::endpoint]
+}
 
 struct RequestStart(Instant);
 
@@ -96,29 +74,34 @@ pub fn route_label<'r>(req: &'r Request<'_>) -> &'r str {
 }
 
 #[rocket::async_trait]
-impl Fairing for RequestTelemetry {
+impl Fairing for Telemetry {
     fn info(&self) -> Info {
         Info {
-            name: "request telemetry",
-            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+            name: "telemetry",
+            kind: Kind::Ignite | Kind::Liftoff | Kind::Request | Kind::Response,
         }
+    }
+
+    /// The registry is per application (tests run several in one process);
+    /// the database layer reports into it as its [`DbObservers`].
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        Ok(rocket
+            .manage(self.metrics.clone())
+            .manage(DbObservers(self.metrics.clone()))
+            .mount("/", routes()))
     }
 
     /// The route table is final once the server is up: resolve each
     /// route's metric series now rather than by label on every request.
     async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
-        if let Some(metrics) = rocket.state::<Arc<metrics::Metrics>>() {
-            metrics.resolve_routes(rocket.routes());
-        }
+        self.metrics.resolve_routes(rocket.routes());
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
         RequestId::of(req);
         req.local_cache(|| RequestStart(Instant::now()));
-        if !is_metrics_scrape(req)
-            && let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>()
-        {
-            metrics.http_in_flight.inc();
+        if !is_metrics_scrape(req) {
+            self.metrics.http_in_flight.inc();
         }
     }
 
@@ -133,10 +116,9 @@ impl Fairing for RequestTelemetry {
         let status = res.status().code;
         let route = route_label(req);
         let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
-        if let Some(metrics) = req.rocket().state::<Arc<metrics::Metrics>>() {
-            metrics.http_in_flight.dec();
-            metrics.observe_request(req.route(), req.method(), route, status, latency);
-        }
+        self.metrics.http_in_flight.dec();
+        self.metrics
+            .observe_request(req.route(), req.method(), route, status, latency);
         tracing::info!(
             target: "kindling::access",
             request_id = %request_id,
