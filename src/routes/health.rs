@@ -15,7 +15,7 @@ use rocket::serde::json::Json;
 use rocket::{Request, State, get, response};
 use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::{Db, DbObservers, SchemaStatus, schema_status};
 use crate::error::Problem;
@@ -210,6 +210,20 @@ impl Probe {
     }
 }
 
+/// The OpenAPI description of [`ProbeResponse`].
+#[derive(IntoResponses)]
+pub enum ProbeResponses {
+    #[response(status = 200, description = "Passing")]
+    Passing(Probe),
+    #[response(
+        status = 503,
+        description = "Failing; `checks` says which check failed",
+        content_type = PROBLEM_JSON,
+        headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
+    )]
+    Failing(Problem),
+}
+
 /// 200 with a JSON body, or 503 problem+json carrying the same `checks`.
 pub struct ProbeResponse {
     ok: bool,
@@ -252,13 +266,7 @@ pub fn live_alias() -> Json<Probe> {
 }
 
 /// Start-up complete (configuration, pool, migrations)
-#[utoipa::path(
-    tag = "health",
-    responses(
-        (status = 200, description = "Passing", body = Probe),
-        (status = 503, description = "Failing; `checks` says which check failed", body = Problem, content_type = PROBLEM_JSON),
-    )
-)]
+#[utoipa::path(tag = "health", responses(ProbeResponses))]
 #[get("/api/v1/health/startup")]
 pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
     let started = lifecycle.is_started();
@@ -270,13 +278,7 @@ pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
 }
 
 /// Postgres answers and the schema is at the latest migration
-#[utoipa::path(
-    tag = "health",
-    responses(
-        (status = 200, description = "Passing", body = Probe),
-        (status = 503, description = "Failing; `checks` says which check failed", body = Problem, content_type = PROBLEM_JSON),
-    )
-)]
+#[utoipa::path(tag = "health", responses(ProbeResponses))]
 #[get("/api/v1/health/ready")]
 pub async fn ready(
     lifecycle: &State<Lifecycle>,
@@ -296,13 +298,7 @@ pub async fn ready(
 
 /// Alias of /api/v1/health/ready
 // Kept for the older seeds' probes.
-#[utoipa::path(
-    tag = "health",
-    responses(
-        (status = 200, description = "Passing", body = Probe),
-        (status = 503, description = "Failing; `checks` says which check failed", body = Problem, content_type = PROBLEM_JSON),
-    )
-)]
+#[utoipa::path(tag = "health", responses(ProbeResponses))]
 #[get("/db-check")]
 pub async fn ready_alias(
     lifecycle: &State<Lifecycle>,
