@@ -112,8 +112,8 @@ pub enum BodyErrors {
 )]
 pub struct DatabaseErrors(pub Problem);
 
-/// `GET /metrics`: its handler lives in `telemetry::metrics`, outside the
-/// routes, and has no `#[utoipa::path]`.
+/// `GET /metrics`: the telemetry stage mounts it (`telemetry::routes`), and
+/// its handler has no `#[utoipa::path]`.
 struct MetricsPath;
 
 impl Modify for MetricsPath {

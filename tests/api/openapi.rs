@@ -71,8 +71,10 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
 
 #[test]
 fn document_lists_exactly_the_mounted_routes() {
+    // The API's routes and the telemetry stage's (`/metrics`).
     let mounted: BTreeSet<(String, String)> = kindling::routes::all()
         .iter()
+        .chain(&kindling::telemetry::routes())
         .map(|r| {
             let path = r.uri.path().to_string().replace('<', "{").replace('>', "}");
             (r.method.as_str().to_owned(), path)
