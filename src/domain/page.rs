@@ -24,10 +24,11 @@ pub struct PageRequest {
     /// Page size, 1..=200 (default 50); larger values are rejected with 422, not clamped.
     #[param(required = false, minimum = 1, maximum = 200, default = json!(DEFAULT_LIMIT))]
     pub limit: i64,
-    /// The `cursor` parameter (decoded: only rows with a greater id): the
-    /// opaque `next_cursor` of the previous page; any other value is a 422. A walk
-    /// returns every row committed before it started exactly once, in id
-    /// order, never a row twice. Ids are taken at insert, not commit: a row
+    // Only rows with an id greater than this, decoded from `cursor`; the
+    // doc comment is that parameter's description.
+    /// Opaque `next_cursor` from the previous page; any other value is a 422.
+    /// A walk returns every row committed before it started exactly once, in
+    /// id order, never a row twice. Ids are taken at insert, not commit: a row
     /// committed after the walk read past its id appears only in the next walk.
     #[param(rename = "cursor", value_type = Option<String>, pattern = "^[A-Za-z0-9_-]+$")]
     pub after_id: Option<i64>,

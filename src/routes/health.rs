@@ -246,6 +246,7 @@ impl<'r> response::Responder<'r, 'static> for ProbeResponse {
 
 /// Liveness: the process answers; never touches the database
 #[utoipa::path(
+    operation_id = "getLiveness",
     tag = "health",
     responses((status = 200, description = "Passing", body = Probe))
 )]
@@ -257,6 +258,7 @@ pub fn live() -> Json<Probe> {
 /// Alias of /api/v1/health/live
 // Kept for the older seeds' probes.
 #[utoipa::path(
+    operation_id = "getLivenessAlias",
     tag = "health",
     responses((status = 200, description = "Passing", body = Probe))
 )]
@@ -266,7 +268,7 @@ pub fn live_alias() -> Json<Probe> {
 }
 
 /// Start-up complete (configuration, pool, migrations)
-#[utoipa::path(tag = "health", responses(ProbeResponses))]
+#[utoipa::path(operation_id = "getStartup", tag = "health", responses(ProbeResponses))]
 #[get("/api/v1/health/startup")]
 pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
     let started = lifecycle.is_started();
@@ -278,7 +280,11 @@ pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
 }
 
 /// Postgres answers and the schema is at the latest migration
-#[utoipa::path(tag = "health", responses(ProbeResponses))]
+#[utoipa::path(
+    operation_id = "getReadiness",
+    tag = "health",
+    responses(ProbeResponses)
+)]
 #[get("/api/v1/health/ready")]
 pub async fn ready(
     lifecycle: &State<Lifecycle>,
@@ -298,7 +304,11 @@ pub async fn ready(
 
 /// Alias of /api/v1/health/ready
 // Kept for the older seeds' probes.
-#[utoipa::path(tag = "health", responses(ProbeResponses))]
+#[utoipa::path(
+    operation_id = "getReadinessAlias",
+    tag = "health",
+    responses(ProbeResponses)
+)]
 #[get("/db-check")]
 pub async fn ready_alias(
     lifecycle: &State<Lifecycle>,
@@ -311,6 +321,7 @@ pub async fn ready_alias(
 /// Health report with every check's status and latency; always 200
 // A report, not a probe: `status` says healthy, degraded or unhealthy.
 #[utoipa::path(
+    operation_id = "getHealthReport",
     tag = "health",
     responses((status = 200, description = "Report", body = HealthReport))
 )]

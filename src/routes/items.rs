@@ -64,6 +64,7 @@ pub async fn list(
     Ok(Json(Page::from_rows(rows, page, |item| item.id)))
 }
 
+/// Reads an item.
 #[utoipa::path(
     operation_id = "getItem", tag = "items", params(ResourceId),
     responses(
@@ -82,6 +83,7 @@ pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Tag
         .ok_or(ApiError::NotFound("item"))
 }
 
+/// Creates an item.
 #[utoipa::path(
     operation_id = "createItem", tag = "items", request_body = NewItem,
     responses(
@@ -118,8 +120,11 @@ pub async fn create(
     operation_id = "replaceItem", tag = "items", request_body = NewItem,
     params(
         ResourceId,
+        // The pattern is what `IfMatch::parse` accepts: `*`, or a list of
+        // quoted (strong) or `W/` (weak) tags.
         ("If-Match" = Option<String>, Header, nullable = false,
-         description = "Strong ETag(s) of the version being replaced, or `*`; weak tags never match"),
+         pattern = r#"^\s*(\*|(W/[^,]*|"[^,]*")(\s*,\s*(W/[^,]*|"[^,]*"))*)\s*$"#,
+         description = "Strong ETag(s) of the version being replaced (`\"3\"`), or `*`; weak tags never match. Without it the replacement is unconditional."),
     ),
     responses(
         (status = 200, description = "Replaced; version incremented", body = Item,
@@ -156,6 +161,7 @@ pub async fn replace(
     }
 }
 
+/// Deletes an item.
 #[utoipa::path(
     operation_id = "deleteItem", tag = "items", params(ResourceId),
     responses(

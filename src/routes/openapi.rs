@@ -60,6 +60,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// This document.
 #[utoipa::path(
+    operation_id = "getOpenapiDocument",
     tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object))
 )]
@@ -122,6 +123,7 @@ impl Modify for MetricsPath {
             .description("Metrics")
             .content("text/plain", ContentBuilder::new().build());
         let operation = OperationBuilder::new()
+            .operation_id(Some("getMetrics"))
             .summary(Some("Prometheus metrics (text exposition format 0.0.4)"))
             .tag("meta")
             .response("200", metrics);

@@ -42,6 +42,7 @@ pub async fn list(
     Ok(Json(Page::from_rows(rows, page, |user| user.id)))
 }
 
+/// Reads a user.
 #[utoipa::path(
     operation_id = "getUser", tag = "users", params(ResourceId),
     responses(
