@@ -13,11 +13,10 @@ pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 
 /// Body of `POST /api/items` and `PUT /api/items/{id}` (full replacement:
 /// an absent description clears it). Text must not contain U+0000.
-// The schema's limits are literals (utoipa takes no constants there);
-// tests/api/openapi.rs checks them against the constants above.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
-// Read by ToSchema only (`additionalProperties: false`): `parse` is what
-// refuses unknown fields.
+// For ToSchema only (`additionalProperties: false`): `parse` is what refuses
+// unknown fields. The limits below are literals, as utoipa takes no constants
+// there; tests/api/openapi.rs checks them against the constants above.
 #[serde(deny_unknown_fields)]
 pub struct NewItem {
     /// At most 200 characters as sent and not only whitespace; stored trimmed.

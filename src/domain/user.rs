@@ -11,8 +11,8 @@ use crate::error::FieldErrors;
 
 /// Body of `POST /api/users`. Username and email are unique, ignoring case.
 #[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
-// Read by ToSchema only (`additionalProperties: false`): `parse` is what
-// refuses unknown fields.
+// For ToSchema only (`additionalProperties: false`): `parse` is what refuses
+// unknown fields.
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// 3..=50 characters of `[A-Za-z0-9_.-]`.

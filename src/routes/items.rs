@@ -7,8 +7,7 @@ use rocket::{Responder, delete, get, post, put};
 use crate::db::DbConn;
 use crate::domain::item::{Item, NewItem};
 use crate::domain::page::{Page, PageRequest};
-use crate::error::ApiError;
-use crate::error::Problem;
+use crate::error::{ApiError, Problem};
 use crate::guards::{IfMatch, JsonBody, ResourceId};
 use crate::repository::items::{self, UpdateOutcome};
 use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, ValidationProblem};
@@ -68,7 +67,8 @@ pub async fn list(
 #[utoipa::path(
     operation_id = "getItem", tag = "items", params(ResourceId),
     responses(
-        (status = 200, description = "The item; ETag is its version", body = Item, headers(("ETag" = String, description = "Strong ETag of the version, e.g. `\"3\"`"))),
+        (status = 200, description = "The item; ETag is its version", body = Item,
+         headers(("ETag" = String, description = "Strong ETag of the version, e.g. `\"3\"`"))),
         (status = 400, description = BAD_ID, body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such item", body = Problem, content_type = PROBLEM_JSON),
         DatabaseErrors,
