@@ -13,6 +13,7 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};
 use rocket::{Request, catch};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::DbError;
 use crate::telemetry::request_id::RequestId;
@@ -179,25 +180,33 @@ impl From<DbError> for ApiError {
 }
 
 /// The RFC 9457 body. `type` is `about:blank` when the status says it all,
-/// otherwise a `urn:kindling:problem:*` identifier documented in the OpenAPI.
-#[derive(Debug, Serialize)]
+/// otherwise a `urn:kindling:problem:*` identifier (listed on the field).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
+    /// `about:blank`, or `urn:kindling:problem:` followed by `malformed-json`,
+    /// `validation-error`, `version-mismatch`, `conflict`,
+    /// `database-unavailable` or `not-ready`.
     #[serde(rename = "type")]
     pub type_: String,
     pub title: String,
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline, nullable = false)]
     pub errors: Option<FieldErrors>,
     /// Methods for the `Allow` header of a 405 (not part of the body).
     #[serde(skip)]
     pub allow: Option<String>,
     /// Extension members specific to one problem type, flattened into the body.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub extensions: Option<serde_json::Value>,
 }
 

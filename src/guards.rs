@@ -4,6 +4,7 @@
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::Status;
 use rocket::request::{self, FromParam, FromRequest, Request};
+use utoipa::IntoParams;
 
 use crate::config::Settings;
 use crate::domain::page::PageRequest;
@@ -57,8 +58,9 @@ impl<'r> FromData<'r> for JsonBody {
 }
 
 /// A resource id in the path: a positive 64-bit integer, else 400.
-#[derive(Debug, Clone, Copy)]
-pub struct ResourceId(pub i64);
+#[derive(Debug, Clone, Copy, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct ResourceId(#[param(minimum = 1)] pub i64);
 
 impl<'a> FromParam<'a> for ResourceId {
     type Error = ApiError;

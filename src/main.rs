@@ -46,8 +46,16 @@ fn main() -> ExitCode {
     match command {
         Command::Healthcheck => return healthcheck(),
         Command::Openapi => {
-            println!("{:#}", kindling::routes::openapi::spec());
-            return ExitCode::SUCCESS;
+            return match kindling::routes::openapi::spec().to_pretty_json() {
+                Ok(doc) => {
+                    println!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("OpenAPI document: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Command::Serve | Command::Migrate => {}
     }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::fields::ObjectReader;
 use crate::error::FieldErrors;
@@ -10,13 +11,19 @@ use crate::error::FieldErrors;
 pub const NAME_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 
-/// Body of `POST /api/items` and `PUT /api/items/<id>` (full replacement:
-/// an absent description clears it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Body of `POST /api/items` and `PUT /api/items/{id}` (full replacement:
+/// an absent description clears it). Text must not contain U+0000.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
+// For ToSchema only (`additionalProperties: false`): `parse` is what refuses
+// unknown fields. The limits below are literals, as utoipa takes no constants
+// there; tests/api/openapi.rs checks them against the constants above.
+#[serde(deny_unknown_fields)]
 pub struct NewItem {
-    /// At most 200 characters as sent, not only whitespace; stored trimmed.
+    /// At most 200 characters as sent and not only whitespace; stored trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// At most 2000 characters.
+    /// At most 2000 characters; absent or null means no description.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -48,15 +55,19 @@ impl NewItem {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Item {
+    #[schema(minimum = 1)]
     pub id: i64,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Starts at 1 and grows by one on every replacement; the ETag is `"<version>"`.
+    #[schema(minimum = 1)]
     pub version: i32,
 }
 

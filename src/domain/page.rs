@@ -8,16 +8,29 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::FieldErrors;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Read from the query string (see `guards.rs`), which its `IntoParams`
+/// documents; the limits there are literals (utoipa takes no constants
+/// there), checked against the constants above by tests/api/openapi.rs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageRequest {
+    /// Page size, 1..=200 (default 50); larger values are rejected with 422, not clamped.
+    #[param(required = false, minimum = 1, maximum = 200, default = json!(DEFAULT_LIMIT))]
     pub limit: i64,
-    /// Only rows with an id greater than this.
+    // Only rows with an id greater than this, decoded from `cursor`; the
+    // doc comment is that parameter's description.
+    /// Opaque `next_cursor` from the previous page; any other value is a 422.
+    /// A walk returns every row committed before it started exactly once, in
+    /// id order, never a row twice. Ids are taken at insert, not commit: a row
+    /// committed after the walk read past its id appears only in the next walk.
+    #[param(rename = "cursor", value_type = Option<String>, pattern = "^[A-Za-z0-9_-]+$")]
     pub after_id: Option<i64>,
 }
 
@@ -54,9 +67,12 @@ impl PageRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of rows in id order.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -4,15 +4,22 @@ use email_address::EmailAddress;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::fields::ObjectReader;
 use crate::error::FieldErrors;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Body of `POST /api/users`. Username and email are unique, ignoring case.
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
+// For ToSchema only (`additionalProperties: false`): `parse` is what refuses
+// unknown fields.
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// 3..=50 characters of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,50}$", min_length = 3, max_length = 50)]
     pub username: String,
-    /// A syntactically valid address of at most 254 characters.
+    /// A syntactically valid address of at most 254 characters; stored trimmed.
+    #[schema(format = "email", max_length = 254)]
     pub email: String,
 }
 
@@ -52,8 +59,9 @@ impl NewUser {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
+    #[schema(minimum = 1)]
     pub id: i64,
     pub username: String,
     pub email: String,

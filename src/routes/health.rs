@@ -15,9 +15,11 @@ use rocket::serde::json::Json;
 use rocket::{Request, State, get, response};
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::{Db, DbObservers, SchemaStatus, schema_status};
 use crate::error::Problem;
+use crate::routes::openapi::PROBLEM_JSON;
 
 /// How long the readiness check waits for Postgres.
 pub const READY_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -40,15 +42,43 @@ impl Lifecycle {
     }
 }
 
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Up,
+    Down,
+    /// Not checked: what it depends on is down.
+    Unknown,
+}
+
+#[derive(Debug, Serialize, Clone, ToSchema)]
 pub struct Check {
-    pub status: &'static str,
+    pub status: CheckStatus,
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The summary's verdict: `degraded` still serves (pending migrations, or a
+/// database slower than `DEGRADED_LATENCY`), `unhealthy` does not.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Overall {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// Body of `GET /api/v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthReport {
+    status: Overall,
+    version: &'static str,
+    checks: Checks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Checks {
     startup: Check,
     database: Check,
@@ -68,48 +98,61 @@ impl Checks {
         })
         .await;
         let startup = Check {
-            status: if lifecycle.is_started() { "up" } else { "down" },
+            status: if lifecycle.is_started() {
+                CheckStatus::Up
+            } else {
+                CheckStatus::Down
+            },
             latency_ms: 0.0,
             detail: None,
         };
         let (database, migrations) = match probe {
             Ok(Ok((db_latency, schema, schema_latency))) => {
                 let (status, detail) = match schema {
-                    SchemaStatus::UpToDate { version } => ("up", format!("at version {version}")),
+                    SchemaStatus::UpToDate { version } => {
+                        (CheckStatus::Up, format!("at version {version}"))
+                    }
                     SchemaStatus::Pending { applied, expected } => (
-                        "down",
+                        CheckStatus::Down,
                         format!("{applied} of {expected} migrations applied"),
                     ),
                     SchemaStatus::Inconsistent { version } => (
-                        "down",
+                        CheckStatus::Down,
                         format!("migration {version} failed or was modified after being applied"),
                     ),
                 };
                 (
-                    check("up", db_latency, None),
+                    check(CheckStatus::Up, db_latency, None),
                     check(status, schema_latency, Some(detail)),
                 )
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: database check failed");
                 let unknown = check(
-                    "unknown",
+                    CheckStatus::Unknown,
                     Duration::ZERO,
                     Some("database unreachable".into()),
                 );
                 (
-                    check("down", start.elapsed(), Some("database error".into())),
+                    check(
+                        CheckStatus::Down,
+                        start.elapsed(),
+                        Some("database error".into()),
+                    ),
                     unknown,
                 )
             }
             Err(_) => {
                 let detail = format!("no answer within {} ms", READY_TIMEOUT.as_millis());
                 let unknown = check(
-                    "unknown",
+                    CheckStatus::Unknown,
                     Duration::ZERO,
                     Some("database unreachable".into()),
                 );
-                (check("down", start.elapsed(), Some(detail)), unknown)
+                (
+                    check(CheckStatus::Down, start.elapsed(), Some(detail)),
+                    unknown,
+                )
             }
         };
         Checks {
@@ -122,28 +165,63 @@ impl Checks {
     fn ready(&self) -> bool {
         [&self.startup, &self.database, &self.migrations]
             .iter()
-            .all(|c| c.status == "up")
+            .all(|c| c.status == CheckStatus::Up)
     }
 
-    fn overall(&self) -> &'static str {
-        if self.startup.status != "up" || self.database.status != "up" {
-            "unhealthy"
-        } else if self.migrations.status != "up"
+    fn overall(&self) -> Overall {
+        if self.startup.status != CheckStatus::Up || self.database.status != CheckStatus::Up {
+            Overall::Unhealthy
+        } else if self.migrations.status != CheckStatus::Up
             || self.database.latency_ms > DEGRADED_LATENCY.as_secs_f64() * 1e3
         {
-            "degraded"
+            Overall::Degraded
         } else {
-            "healthy"
+            Overall::Healthy
         }
     }
 }
 
-fn check(status: &'static str, latency: Duration, detail: Option<String>) -> Check {
+fn check(status: CheckStatus, latency: Duration, detail: Option<String>) -> Check {
     Check {
         status,
         latency_ms: (latency.as_secs_f64() * 1e6).round() / 1e3,
         detail,
     }
+}
+
+/// Body of a passing probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Probe {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+    /// What was checked (`live` checks nothing and omits it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
+    checks: Option<Value>,
+}
+
+impl Probe {
+    fn ok(checks: Option<Value>) -> Self {
+        Probe {
+            status: "ok",
+            checks,
+        }
+    }
+}
+
+/// The OpenAPI description of [`ProbeResponse`].
+#[derive(IntoResponses)]
+pub enum ProbeResponses {
+    #[response(status = 200, description = "Passing")]
+    Passing(Probe),
+    #[response(
+        status = 503,
+        description = "Failing; `checks` says which check failed",
+        content_type = PROBLEM_JSON,
+        headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
+    )]
+    Failing(Problem),
 }
 
 /// 200 with a JSON body, or 503 problem+json carrying the same `checks`.
@@ -156,7 +234,7 @@ pub struct ProbeResponse {
 impl<'r> response::Responder<'r, 'static> for ProbeResponse {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         if self.ok {
-            Json(json!({"status": "ok", "checks": self.checks})).respond_to(req)
+            Json(Probe::ok(Some(self.checks))).respond_to(req)
         } else {
             let mut problem = Problem::new(Status::ServiceUnavailable, self.detail.into());
             problem.type_ = "urn:kindling:problem:not-ready".into();
@@ -166,17 +244,31 @@ impl<'r> response::Responder<'r, 'static> for ProbeResponse {
     }
 }
 
+/// Liveness: the process answers; never touches the database
+#[utoipa::path(
+    operation_id = "getLiveness",
+    tag = "health",
+    responses((status = 200, description = "Passing", body = Probe))
+)]
 #[get("/api/v1/health/live")]
-pub fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub fn live() -> Json<Probe> {
+    Json(Probe::ok(None))
 }
 
-/// Alias of `live` kept for the older seeds' probes.
+/// Alias of /api/v1/health/live
+// Kept for the older seeds' probes.
+#[utoipa::path(
+    operation_id = "getLivenessAlias",
+    tag = "health",
+    responses((status = 200, description = "Passing", body = Probe))
+)]
 #[get("/health")]
-pub fn live_alias() -> Json<Value> {
+pub fn live_alias() -> Json<Probe> {
     live()
 }
 
+/// Start-up complete (configuration, pool, migrations)
+#[utoipa::path(operation_id = "getStartup", tag = "health", responses(ProbeResponses))]
 #[get("/api/v1/health/startup")]
 pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
     let started = lifecycle.is_started();
@@ -187,6 +279,12 @@ pub fn startup(lifecycle: &State<Lifecycle>) -> ProbeResponse {
     }
 }
 
+/// Postgres answers and the schema is at the latest migration
+#[utoipa::path(
+    operation_id = "getReadiness",
+    tag = "health",
+    responses(ProbeResponses)
+)]
 #[get("/api/v1/health/ready")]
 pub async fn ready(
     lifecycle: &State<Lifecycle>,
@@ -196,7 +294,7 @@ pub async fn ready(
     let checks = Checks::run(lifecycle, db).await;
     db_observers
         .0
-        .database_checked(checks.database.status == "up");
+        .database_checked(checks.database.status == CheckStatus::Up);
     ProbeResponse {
         ok: checks.ready(),
         detail: "not ready to serve traffic",
@@ -204,7 +302,13 @@ pub async fn ready(
     }
 }
 
-/// Alias of `ready` kept for the older seeds' probes.
+/// Alias of /api/v1/health/ready
+// Kept for the older seeds' probes.
+#[utoipa::path(
+    operation_id = "getReadinessAlias",
+    tag = "health",
+    responses(ProbeResponses)
+)]
 #[get("/db-check")]
 pub async fn ready_alias(
     lifecycle: &State<Lifecycle>,
@@ -214,14 +318,19 @@ pub async fn ready_alias(
     ready(lifecycle, db, db_observers).await
 }
 
-/// The summary is a report, not a probe: always 200, with `status` one of
-/// `healthy`, `degraded` or `unhealthy`.
+/// Health report with every check's status and latency; always 200
+// A report, not a probe: `status` says healthy, degraded or unhealthy.
+#[utoipa::path(
+    operation_id = "getHealthReport",
+    tag = "health",
+    responses((status = 200, description = "Report", body = HealthReport))
+)]
 #[get("/api/v1/health")]
-pub async fn summary(lifecycle: &State<Lifecycle>, db: &Db) -> Json<Value> {
+pub async fn summary(lifecycle: &State<Lifecycle>, db: &Db) -> Json<HealthReport> {
     let checks = Checks::run(lifecycle, db).await;
-    Json(json!({
-        "status": checks.overall(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "checks": checks,
-    }))
+    Json(HealthReport {
+        status: checks.overall(),
+        version: env!("CARGO_PKG_VERSION"),
+        checks,
+    })
 }

@@ -7,9 +7,10 @@ use rocket::{Responder, delete, get, post, put};
 use crate::db::DbConn;
 use crate::domain::item::{Item, NewItem};
 use crate::domain::page::{Page, PageRequest};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::guards::{IfMatch, JsonBody, ResourceId};
 use crate::repository::items::{self, UpdateOutcome};
+use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, ValidationProblem};
 
 /// An item with its version as a strong ETag (`"3"`).
 #[derive(Responder)]
@@ -40,7 +41,16 @@ fn etag(item: &Item) -> Header<'static> {
     Header::new("ETag", format!("\"{}\"", item.version))
 }
 
-/// Keyset pagination: see `domain::page`.
+/// Lists items in id order, a page at a time.
+// Keyset pagination: see `domain::page`.
+#[utoipa::path(
+    operation_id = "listItems", tag = "items", params(PageRequest),
+    responses(
+        (status = 200, description = "A page of items in id order", body = Page<Item>),
+        (status = 422, description = "Invalid limit or cursor", body = ValidationProblem, content_type = PROBLEM_JSON),
+        DatabaseErrors,
+    )
+)]
 #[get("/api/items")]
 pub async fn list(
     mut db: DbConn,
@@ -53,6 +63,17 @@ pub async fn list(
     Ok(Json(Page::from_rows(rows, page, |item| item.id)))
 }
 
+/// Reads an item.
+#[utoipa::path(
+    operation_id = "getItem", tag = "items", params(ResourceId),
+    responses(
+        (status = 200, description = "The item; ETag is its version", body = Item,
+         headers(("ETag" = String, description = "Strong ETag of the version, e.g. `\"3\"`"))),
+        (status = 400, description = BAD_ID, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such item", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseErrors,
+    )
+)]
 #[get("/api/items/<id>")]
 pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<TaggedItem, ApiError> {
     let ResourceId(id) = id?;
@@ -62,6 +83,19 @@ pub async fn get(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Tag
         .ok_or(ApiError::NotFound("item"))
 }
 
+/// Creates an item.
+#[utoipa::path(
+    operation_id = "createItem", tag = "items", request_body = NewItem,
+    responses(
+        (status = 201, description = "Created", body = Item, headers(
+            ("Location" = String, description = "Path of the new item"),
+            ("ETag" = String, description = "Strong ETag of the version, e.g. `\"1\"`"),
+        )),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = PROBLEM_JSON),
+        BodyErrors,
+        DatabaseErrors,
+    )
+)]
 #[post("/api/items", data = "<body>")]
 pub async fn create(
     mut db: DbConn,
@@ -78,8 +112,32 @@ pub async fn create(
     })
 }
 
+/// Replaces an item.
+///
 /// Full replacement of name and description. With `If-Match`, the write
 /// happens only if the stored version still matches (else 412, row unchanged).
+#[utoipa::path(
+    operation_id = "replaceItem", tag = "items", request_body = NewItem,
+    params(
+        ResourceId,
+        // The pattern is what `IfMatch::parse` accepts: `*`, or a list of
+        // quoted (strong) or `W/` (weak) tags.
+        ("If-Match" = Option<String>, Header, nullable = false,
+         pattern = r#"^\s*(\*|(W/[^,]*|"[^,]*")(\s*,\s*(W/[^,]*|"[^,]*"))*)\s*$"#,
+         description = "Strong ETag(s) of the version being replaced (`\"3\"`), or `*`; weak tags never match. Without it the replacement is unconditional."),
+    ),
+    responses(
+        (status = 200, description = "Replaced; version incremented", body = Item,
+         headers(("ETag" = String, description = "Strong ETag of the new version"))),
+        (status = 400, description = "Malformed JSON, an id that is not a positive integer, or an If-Match that is not `*` or quoted entity tags",
+         body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such item", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match does not match the current version; nothing was changed",
+         body = Problem, content_type = PROBLEM_JSON),
+        BodyErrors,
+        DatabaseErrors,
+    )
+)]
 #[put("/api/items/<id>", data = "<body>")]
 pub async fn replace(
     mut db: DbConn,
@@ -103,6 +161,16 @@ pub async fn replace(
     }
 }
 
+/// Deletes an item.
+#[utoipa::path(
+    operation_id = "deleteItem", tag = "items", params(ResourceId),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = BAD_ID, body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such item", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseErrors,
+    )
+)]
 #[delete("/api/items/<id>")]
 pub async fn remove(mut db: DbConn, id: Result<ResourceId, ApiError>) -> Result<Status, ApiError> {
     let ResourceId(id) = id?;

@@ -1,6 +1,6 @@
 //! Every route of the API, in one list (`GET /metrics` belongs to the
-//! telemetry stage, which mounts it). The OpenAPI document in
-//! `openapi.rs` is checked against this list by a unit test.
+//! telemetry stage, which mounts it). tests/api/openapi.rs checks that the
+//! OpenAPI document (`openapi.rs`) describes exactly these and `/metrics`.
 
 pub mod health;
 pub mod items;
