@@ -34,6 +34,11 @@ enum Command {
     Openapi,
 }
 
+mod allocator;
+
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+
 /// Exit status for configuration errors (and, from clap, usage errors).
 const CONFIGURATION_ERROR: u8 = 2;
 
