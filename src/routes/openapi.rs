@@ -8,9 +8,7 @@
 
 use rocket::get;
 use rocket::serde::json::Json;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::{ContentBuilder, ResponseBuilder};
-use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use crate::error::{FieldErrors, Problem};
 use crate::routes::{health, items, users};
@@ -42,11 +40,12 @@ pub const BAD_ID: &str = "The id is not a positive integer";
         health::ready_alias,
         health::summary,
         document,
+        // Mounted by the telemetry stage (`telemetry::routes`).
+        crate::telemetry::metrics::endpoint,
     ),
     // Referenced only from the shared responses below, which utoipa does not
     // scan for schemas.
-    components(schemas(Problem, ValidationProblem)),
-    modifiers(&MetricsPath)
+    components(schemas(Problem, ValidationProblem))
 )]
 pub struct ApiDoc;
 
@@ -112,22 +111,3 @@ pub enum BodyErrors {
     headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))
 )]
 pub struct DatabaseErrors(pub Problem);
-
-/// `GET /metrics`: the telemetry stage mounts it (`telemetry::routes`), and
-/// its handler has no `#[utoipa::path]`.
-struct MetricsPath;
-
-impl Modify for MetricsPath {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let metrics = ResponseBuilder::new()
-            .description("Metrics")
-            .content("text/plain", ContentBuilder::new().build());
-        let operation = OperationBuilder::new()
-            .operation_id(Some("getMetrics"))
-            .summary(Some("Prometheus metrics (text exposition format 0.0.4)"))
-            .tag("meta")
-            .response("200", metrics);
-        doc.paths
-            .add_path_operation("/metrics", vec![HttpMethod::Get], operation);
-    }
-}

@@ -283,7 +283,12 @@ impl Collector for LokiCollector {
 }
 
 /// `GET /metrics` in the Prometheus text format. Not counted in the HTTP
-/// metrics and not access-logged (see the request fairing).
+/// metrics and not access-logged (see the `Telemetry` fairing).
+#[utoipa::path(
+    operation_id = "getMetrics", tag = "meta",
+    summary = "Prometheus metrics (text exposition format 0.0.4)",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String))
+)]
 #[get("/metrics")]
 pub fn endpoint(metrics: &State<Arc<Metrics>>, db: &Db) -> (ContentType, String) {
     let content_type = ContentType::new("text", "plain").with_params(("version", "0.0.4"));
