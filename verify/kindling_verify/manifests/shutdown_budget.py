@@ -12,21 +12,19 @@ the kubelet kills it mid-flush. What the process can spend, in order:
 The code's figures are read from the source, so changing them without the
 manifests (or the reverse) fails here.
 
-  python scripts/shutdown_budget.py k8s/overlays/dev k8s/overlays/prod
-  python scripts/shutdown_budget.py --self-test
+Tests: test_shutdown_budget.py. By hand:
+  .venv-checks/bin/python -m kindling_verify.manifests.shutdown_budget k8s/overlays/dev k8s/overlays/prod
+  .venv-checks/bin/python -m kindling_verify.manifests.shutdown_budget --self-test
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import subprocess
 import sys
-from pathlib import Path
 
-import yaml
+from kindling_verify.helpers import ROOT, kustomize, yaml_documents
 
-ROOT = Path(__file__).resolve().parent.parent
 API_NAME = "kindling-api"
 ROCKET_LAST_WAIT = 1
 
@@ -54,10 +52,7 @@ def default_grace() -> int:
 
 
 def render(overlay: str) -> list[dict]:
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / overlay)], check=True, capture_output=True, text=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return yaml_documents(kustomize(overlay))
 
 
 def env_value(container: dict, docs: list[dict], name: str) -> str | None:
@@ -108,10 +103,8 @@ def check(name: str, docs: list[dict]) -> bool:
     return total <= limit
 
 
-def self_test() -> bool:
-    """The check must fail when either side moves the wrong way."""
-    docs = render("k8s/overlays/dev")
-    ok = check("dev (as committed)", docs)
+def broken_variants(docs: list[dict]) -> dict[str, list[dict]]:
+    """The render with either side moved the wrong way by one second."""
     shorter = copy.deepcopy(docs)
     for d in shorter:
         if d["kind"] == "Deployment" and d["metadata"]["name"] == API_NAME:
@@ -120,7 +113,14 @@ def self_test() -> bool:
     for d in longer:
         if d["kind"] == "ConfigMap" and "SHUTDOWN_GRACE_SECS" in (d.get("data") or {}):
             d["data"]["SHUTDOWN_GRACE_SECS"] = str(int(d["data"]["SHUTDOWN_GRACE_SECS"]) + 1)
-    for label, broken in [("grace period 1 s shorter", shorter), ("drain 1 s longer", longer)]:
+    return {"grace period 1 s shorter": shorter, "drain 1 s longer": longer}
+
+
+def self_test() -> bool:
+    """The check must fail when either side moves the wrong way."""
+    docs = render("k8s/overlays/dev")
+    ok = check("dev (as committed)", docs)
+    for label, broken in broken_variants(docs).items():
         if check(f"self-test, {label}", broken):
             print(f"FAIL: the budget check accepted a {label}")
             ok = False

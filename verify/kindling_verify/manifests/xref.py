@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cross-reference checks over rendered Kubernetes manifests.
 
 kubernetes-validate checks each object on its own and checkov checks hardening;
@@ -34,11 +33,14 @@ k8s/observability instead, checked for what a laptop must not expose:
   grafana-offline    Grafana neither preinstalls plugins nor calls home for
                      updates, news or analytics (the NetworkPolicy blocks it)
 
-Usage:
-  kubectl kustomize k8s/overlays/dev | scripts/manifest_xref.py --overlay dev -
-  scripts/manifest_xref.py --overlay dev --with-observability OBSERVABILITY_RENDER DEV_RENDER
-  scripts/manifest_xref.py --overlay dev --expect-violations EXPECTED FILE   (self-test)
-  scripts/manifest_xref.py --platform kind-config.yaml OBSERVABILITY_RENDER
+Tests: verify/kindling_verify/manifests/test_xref.py (and, for both namespaces together,
+observability/test_manifests.py), each with a broken fixture in testdata/ that must give
+exactly the violations its .expected file lists. By hand (verify/install.sh installs the
+package into .venv-checks):
+  kubectl kustomize k8s/overlays/dev | .venv-checks/bin/python -m kindling_verify.manifests.xref --overlay dev -
+  python -m kindling_verify.manifests.xref --overlay dev --with-observability OBSERVABILITY_RENDER DEV_RENDER
+  python -m kindling_verify.manifests.xref --overlay dev --expect-violations EXPECTED FILE   (self-test)
+  python -m kindling_verify.manifests.xref --platform kind-config.yaml OBSERVABILITY_RENDER
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ from typing import Iterable
 import yaml
 
 # Images the Tiltfile builds with docker_build(). A Tiltfile contract test can
-# import this (scripts/ on sys.path) and compare it with the Tiltfile's refs.
+# import this (kindling_verify.manifests.xref) and compare it with the Tiltfile's refs.
 BUILT_IMAGES = frozenset({"kindling-api"})
 
 NAMESPACE = "kindling"
@@ -636,10 +638,11 @@ def check_platform(docs: list[dict]) -> tuple[Report, int]:
     return r, mappings
 
 
-def self_test(report: Report, expected_path: str, label: str) -> int:
-    """Each line of the file is `check | object | message substring`. Passes when
-    every line matches at least one reported violation and every violation is
-    matched by a line: the checks fire, and only where they should."""
+def unmatched(report: Report, expected_path) -> tuple[int, list[str]]:
+    """Each line of the file is `check | object | message substring`. Returns the number of
+    expected patterns and what does not match: every line must match at least one reported
+    violation and every violation must be matched by a line (the checks fire, and only where
+    they should)."""
     with open(expected_path, encoding="utf-8") as f:
         expected = [tuple(part.strip() for part in line.split("|", 2)) for line in f
                     if line.strip() and not line.lstrip().startswith("#")]
@@ -649,13 +652,16 @@ def self_test(report: Report, expected_path: str, label: str) -> int:
 
     missed = [line for line in expected if not any(matches(line, v) for v in report.violations)]
     unexpected = [v for v in report.violations if not any(matches(line, v) for line in expected)]
-    for line in missed:
-        print(f"SELF-TEST FAIL: no violation reported for: {' | '.join(line)}", file=sys.stderr)
-    for v in unexpected:
-        print(f"SELF-TEST FAIL: unexpected violation [{v[0]}] {v[1]}: {v[2]}", file=sys.stderr)
-    print(f"{label} self-test: {len(report.violations)} violations reported for {len(expected)} expected patterns")
-    print(f"{label} self-test: {len(expected) - len(missed)} passed, {len(missed) + len(unexpected)} failed")
-    return 1 if missed or unexpected else 0
+    return len(expected), ([f"no violation reported for: {' | '.join(line)}" for line in missed]
+                           + [f"unexpected violation [{v[0]}] {v[1]}: {v[2]}" for v in unexpected])
+
+
+def self_test(report: Report, expected_path: str, label: str) -> int:
+    n_expected, problems = unmatched(report, expected_path)
+    for problem in problems:
+        print(f"SELF-TEST FAIL: {problem}", file=sys.stderr)
+    print(f"{label} self-test: {len(report.violations)} violations reported for {n_expected} expected patterns")
+    return 1 if problems else 0
 
 
 def main(argv: list[str]) -> int:
