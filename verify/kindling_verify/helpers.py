@@ -184,10 +184,10 @@ def built_kindling() -> Path:
 
 
 def start_api(binary: Path, env: dict, log_path: Path, port: int) -> subprocess.Popen:
-    """`kindling serve` with `env` on top of ours, output into `log_path`; returns once
+    """`kindling serve` with the environment `env`, output into `log_path`; returns once
     /api/v1/health/ready answers 200, fails the test with the log's tail otherwise."""
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(binary), "serve"], env=dict(os.environ, **env),
+        proc = subprocess.Popen([str(binary), "serve"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     if not wait_http(f"http://127.0.0.1:{port}/api/v1/health/ready", 60):
         stop_process(proc)

@@ -6,24 +6,22 @@
 - panel ids are unique within a dashboard, every panel has a gridPos and at least one query;
 - every $variable a query uses is a template variable of that dashboard or a Grafana builtin;
 - LogQL queries select and group only on the labels the API sends to Loki (the static list
-  below; scripts/observability/e2e.py checks it again against the labels the running API
+  below; e2e.py checks it again against the labels the running API
   actually pushed);
 - the kustomization's grafana-dashboards generator ships exactly the JSON files in the folder;
 - every PromQL expression of the dashboards and of prometheus/rules/ means the same on
   Prometheus 2 (CI) and 3 (the cluster): see prom_versions.py. The Prometheus datasource's
   timeInterval must be the scrape interval, which that relies on for $__rate_interval.
 
-Exit status 1 on any finding; prints one line per dashboard and a summary.
+Prints one line per dashboard and a summary; test_static.py fails on any finding.
 """
 
 from __future__ import annotations
 
-import sys
-
 import yaml
 
-from prom_versions import duration_seconds, version_problems
-from promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, RULES_DIR, dashboards,
+from kindling_verify.observability.prom_versions import duration_seconds, version_problems
+from kindling_verify.observability.promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, RULES_DIR, dashboards,
                      load_config, logql_grouping_labels, logql_selectors, panels, variable_refs)
 
 # Labels tracing-loki attaches for the API (see src/telemetry): the stream labels it is given
@@ -31,8 +29,8 @@ from promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, RULES_D
 API_LOKI_LABELS = {"app", "namespace", "environment", "level"}
 
 
-def main() -> int:
-    problems: list[str] = []
+def problems() -> list[str]:
+    found: list[str] = []
     datasources = yaml.safe_load(DATASOURCES.read_text())["datasources"]
     sources = {d["uid"]: d["type"] for d in datasources}
     scrape_interval = duration_seconds(load_config()["global"]["scrape_interval"])
@@ -40,7 +38,7 @@ def main() -> int:
         if d["type"] == "prometheus":
             time_interval = duration_seconds(d.get("jsonData", {}).get("timeInterval", ""))
             if time_interval != scrape_interval:
-                problems.append(f"datasources.yaml: {d['uid']} timeInterval is {time_interval} s, "
+                found.append(f"datasources.yaml: {d['uid']} timeInterval is {time_interval} s, "
                                 f"not the scrape interval {scrape_interval} s")
     seen_uids: dict[str, str] = {}
     n_panels = n_queries = 0
@@ -49,9 +47,9 @@ def main() -> int:
         where = f"{name}"
         uid = dash.get("uid")
         if not uid or not dash.get("title"):
-            problems.append(f"{where}: missing uid or title")
+            found.append(f"{where}: missing uid or title")
         elif uid in seen_uids:
-            problems.append(f"{where}: uid {uid} also used by {seen_uids[uid]}")
+            found.append(f"{where}: uid {uid} also used by {seen_uids[uid]}")
         else:
             seen_uids[uid] = name
         variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
@@ -62,45 +60,45 @@ def main() -> int:
             if p.get("type") == "row":
                 continue
             if p.get("id") in ids:
-                problems.append(f"{pw}: duplicate panel id")
+                found.append(f"{pw}: duplicate panel id")
             ids.add(p.get("id"))
             if not isinstance(p.get("gridPos"), dict):
-                problems.append(f"{pw}: no gridPos")
+                found.append(f"{pw}: no gridPos")
             targets = p.get("targets") or []
             if not targets:
-                problems.append(f"{pw}: no queries")
+                found.append(f"{pw}: no queries")
             refs = [t.get("refId") for t in targets]
             if len(refs) != len(set(refs)):
-                problems.append(f"{pw}: duplicate refId")
+                found.append(f"{pw}: duplicate refId")
             for t in targets:
                 n_queries += 1
                 ds = t.get("datasource") or p.get("datasource") or {}
                 ds_uid, ds_type = ds.get("uid"), ds.get("type")
                 if ds_uid not in sources:
-                    problems.append(f"{pw}: datasource uid {ds_uid!r} is not provisioned")
+                    found.append(f"{pw}: datasource uid {ds_uid!r} is not provisioned")
                     continue
                 if ds_type and ds_type != sources[ds_uid]:
-                    problems.append(f"{pw}: datasource {ds_uid} is {sources[ds_uid]}, not {ds_type}")
+                    found.append(f"{pw}: datasource {ds_uid} is {sources[ds_uid]}, not {ds_type}")
                 expr = t.get("expr", "")
                 if not expr.strip():
-                    problems.append(f"{pw} {t.get('refId')}: empty expr")
+                    found.append(f"{pw} {t.get('refId')}: empty expr")
                 for var in variable_refs(expr) | variable_refs(t.get("legendFormat", "")):
                     if var not in variables and var not in GRAFANA_BUILTINS:
-                        problems.append(f"{pw} {t.get('refId')}: unknown variable ${var}")
+                        found.append(f"{pw} {t.get('refId')}: unknown variable ${var}")
                 if sources[ds_uid] == "prometheus":
                     for problem in version_problems(expr, scrape_interval):
-                        problems.append(f"{pw} {t.get('refId')}: {problem}")
+                        found.append(f"{pw} {t.get('refId')}: {problem}")
                 if sources[ds_uid] == "loki":
                     used = {lbl for sel in logql_selectors(expr) for lbl, _, _ in sel}
                     used |= logql_grouping_labels(expr)
                     if not logql_selectors(expr):
-                        problems.append(f"{pw} {t.get('refId')}: no stream selector")
+                        found.append(f"{pw} {t.get('refId')}: no stream selector")
                     for lbl in sorted(used - API_LOKI_LABELS):
-                        problems.append(f"{pw} {t.get('refId')}: Loki label {lbl!r} is not one the API sends")
+                        found.append(f"{pw} {t.get('refId')}: Loki label {lbl!r} is not one the API sends")
         for v in dash.get("templating", {}).get("list", []):
             for var in variable_refs(str(v.get("query", ""))):
                 if var not in variables and var not in GRAFANA_BUILTINS:
-                    problems.append(f"{where} variable {v['name']}: unknown variable ${var}")
+                    found.append(f"{where} variable {v['name']}: unknown variable ${var}")
         print(f"dashboard {name}: uid={uid} panels={len(ids)} variables={sorted(variables)}")
 
     n_rules = 0
@@ -110,7 +108,7 @@ def main() -> int:
                 n_rules += 1
                 for problem in version_problems(rule["expr"], scrape_interval):
                     name = rule.get("alert") or rule.get("record")
-                    problems.append(f"{rf.name} {name}: {problem}")
+                    found.append(f"{rf.name} {name}: {problem}")
 
     kustomization = yaml.safe_load((OBS / "kustomization.yaml").read_text())
     shipped = set()
@@ -119,16 +117,12 @@ def main() -> int:
             shipped = {f.split("=")[-1] for f in gen.get("files", [])}
     on_disk = {str(p.relative_to(OBS)) for p in DASHBOARDS_DIR.glob("*.json")}
     for missing in sorted(on_disk - shipped):
-        problems.append(f"kustomization.yaml: {missing} is not in the grafana-dashboards generator")
+        found.append(f"kustomization.yaml: {missing} is not in the grafana-dashboards generator")
     for extra in sorted(shipped - on_disk):
-        problems.append(f"kustomization.yaml: grafana-dashboards names missing file {extra}")
+        found.append(f"kustomization.yaml: grafana-dashboards names missing file {extra}")
 
-    for p in problems:
+    for p in found:
         print(f"FAIL {p}")
     print(f"dashboards: {len(seen_uids)} dashboards, {n_panels} panels, {n_queries} queries, "
-          f"{n_rules} rules checked for Prometheus 2/3 equivalence, {len(problems)} problems")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+          f"{n_rules} rules checked for Prometheus 2/3 equivalence, {len(found)} problems")
+    return found

@@ -19,10 +19,11 @@
 5. After the API shuts down (flushing its log shipper), Loki must give back the probe
    request's lines by `request_id` (LogQL `| json`), and every LogQL query of the dashboards
    (with the request-id variable empty and set to the probe) must execute and return data.
-   Without a Loki binary this part prints SKIPPED, and fails when KINDLING_REQUIRE_LOKI=1.
+   Without a Loki binary test_e2e.py skips this part, and fails it when KINDLING_REQUIRE_LOKI=1.
 
 Prints a table of panels and series counts and writes it as JSON when --report is given.
-Run: .venv-checks/bin/python scripts/observability/e2e.py [--binary PATH] [--report FILE]
+Tests: test_e2e.py, one per part. By hand:
+  .venv-checks/bin/python -m kindling_verify.observability.e2e [--binary PATH] [--report FILE] [--record-series]
 """
 
 from __future__ import annotations
@@ -31,27 +32,22 @@ import argparse
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import lokilib
-import promlib
-import rule_test_series
 import yaml
-from fixtures import KubeletAndKsm, wait_for
-from relabel_test import api_pod_metadata, node_target, pod_target, write_discovery
+
+from kindling_verify.helpers import (KINDLING_BINARY, POSTGRES_IMAGE, ROOT, Postgres, find_test_tool, free_port, http,
+                                     start_api, stop_process, wait_for)
+from kindling_verify.observability import lokilib, promlib, rule_test_series
+from kindling_verify.observability.fixtures import KubeletAndKsm
+from kindling_verify.observability.relabel import api_pod_metadata, node_target, pod_target, write_discovery
 
 NAMESPACE = "kindling"
 POD = "kindling-api-5f6d8c7b9d-e2e01"
-# Production's image by default; CI sets the locally built stand-in (scripts/docker-setup.sh).
-PG_IMAGE = os.environ.get("KINDLING_TEST_POSTGRES_IMAGE", "postgres:17-alpine")
 PROBE_REQUEST_ID = "e2e-probe-0001"
 # A name the database refuses through a CHECK added for this test: the API has validated it,
 # so the refusal is an internal error (500) and the API logs it at error level.
@@ -60,61 +56,7 @@ REFUSED_NAME = "e2e: refused by the database"
 GRAFANA_VALUES = {"__rate_interval": "1m", "__interval": "15s", "__range": "1m", "__auto": "1m"}
 
 
-# --------------------------------------------------------------------------- Postgres
-
-class Postgres:
-    """The test Postgres image in a container on a free 127.0.0.1 port."""
-
-    def __init__(self, image: str):
-        self.port = promlib.free_port()
-        self.container = self._docker("run", "-d", "-e", "POSTGRES_PASSWORD=e2e",
-                                      "-p", f"127.0.0.1:{self.port}:5432", image).strip()
-        # Over TCP: during initdb the image's temporary server listens on the socket only.
-        if not wait_for(lambda: subprocess.run(
-                ["docker", "exec", self.container, "pg_isready", "-h", "127.0.0.1", "-U",
-                 "postgres"], capture_output=True).returncode == 0, 90, 0.5):
-            logs = subprocess.run(["docker", "logs", "--tail", "20", self.container],
-                                  capture_output=True, text=True)
-            self.remove()
-            raise RuntimeError(f"Postgres ({image}) not ready in 90 s: {logs.stderr[-1500:]}")
-        self.version = self.psql("SELECT current_setting('server_version') || ', ' || "
-                                 "current_setting('server_encoding')")
-
-    @staticmethod
-    def _docker(*args: str) -> str:
-        done = subprocess.run(["docker", *args], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args[:2])}: {done.stderr.strip()}")
-        return done.stdout
-
-    def psql(self, sql: str) -> str:
-        return self._docker("exec", self.container, "psql", "-v", "ON_ERROR_STOP=1", "-At",
-                            "-U", "postgres", "-d", "postgres", "-c", sql).strip()
-
-    def stop(self) -> None:
-        """Fast shutdown (the image's stop signal), as when the database pod goes away."""
-        self._docker("stop", "-t", "10", self.container)
-
-    def remove(self) -> None:
-        self._docker("rm", "-f", "-v", self.container)
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres:e2e@127.0.0.1:{self.port}/postgres"
-
-
 # --------------------------------------------------------------------------- HTTP helpers
-
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-    except OSError as e:
-        return 0, str(e).encode(), {}
-
 
 def exported_metric_names(exposition: str) -> set[str]:
     """Sample names in a text exposition (histograms as _bucket/_sum/_count)."""
@@ -162,55 +104,29 @@ def traffic(base: str, seconds: float, db_up: bool, counts: dict, probe_id: str 
 
 # --------------------------------------------------------------------------- the test
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=str(promlib.ROOT / "target" / "debug" / "kindling"))
-    ap.add_argument("--report", help="write the per-query results as JSON here")
-    ap.add_argument("--phase-seconds", type=float, default=15)
-    ap.add_argument("--record-series", action="store_true",
-                    help="rewrite the promtool tests' series record "
-                         f"({rule_test_series.SERIES_FILE.relative_to(promlib.ROOT)}) from this run")
-    args = ap.parse_args()
+# What the run checks, each part a test of its own (test_e2e.py).
+PARTS = ("traffic", "dashboards", "rules", "outage", "recorded series", "logql")
 
-    failures: list[str] = []
 
-    def fail(msg: str) -> None:
-        print(f"FAIL {msg}", flush=True)
-        failures.append(msg)
+def run(binary: Path, work: Path, loki: lokilib.Loki | None, *, phase_seconds: float = 15,
+        record_series: bool = False, report_path: Path | None = None) -> dict[str, list[str]]:
+    """The whole run; returns the failures of each part (PARTS). Loki, when given, has been
+    started by the caller (its 15-20 s start overlaps other work); without it the LogQL part
+    checks nothing. Set-up failures raise."""
+    failures: dict[str, list[str]] = {part: [] for part in PARTS}
 
-    binary = Path(args.binary)
-    if not binary.exists():
-        print(f"FAIL {binary} does not exist: build the service first (cargo build)")
-        return 1
+    def failer(part: str):
+        def fail(msg: str) -> None:
+            print(f"FAIL [{part}] {msg}", flush=True)
+            failures[part].append(msg)
+        return fail
 
-    work = Path(tempfile.mkdtemp(prefix="kindling-e2e-"))
-    pg = api = prom = fx = loki = None
-    api_log = open(work / "api.log", "w")
+    pg = api = prom = fx = None
     try:
-        loki_bin, loki_source = lokilib.find_loki()
-        if os.environ.get("E2E_LOKI_URL"):
-            # Started by scripts/check-observability.sh before its static checks.
-            promlib.log(f"Loki at {os.environ['E2E_LOKI_URL']} (started by the caller)")
-            loki = lokilib.Loki.attach(os.environ["E2E_LOKI_URL"],
-                                       float(os.environ.get("E2E_LOKI_STARTED", time.time())),
-                                       Path(os.environ.get("E2E_LOKI_LOG", "/nonexistent")))
-        elif loki_bin:
-            # First, so that its 15-20 s start overlaps everything up to the traffic.
-            promlib.log(f"Loki from {loki_source}, config {lokilib.LOKI_CONFIG}")
-            loki = lokilib.Loki.start(loki_bin, work / "loki")
-        elif promlib.env_flag("KINDLING_REQUIRE_LOKI"):
-            fail(f"{loki_source}, and KINDLING_REQUIRE_LOKI is set")
-        else:
-            print(f"SKIPPED the LogQL part: {loki_source}")
-
-        promlib.log(f"Postgres ({PG_IMAGE} in Docker)")
-        try:
-            pg = Postgres(PG_IMAGE)
-        except RuntimeError as e:
-            fail(f"{e} (Docker and the image: scripts/docker-setup.sh)")
-            return 1
+        promlib.log(f"Postgres ({POSTGRES_IMAGE} in Docker)")
+        pg = Postgres(POSTGRES_IMAGE, password="e2e")
         print(f"Postgres {pg.version}")
-        api_port = promlib.free_port()
+        api_port = free_port()
         env = dict(os.environ, DATABASE_URL=pg.url, ROCKET_ADDRESS="127.0.0.1",
                    ROCKET_PORT=str(api_port), MIGRATE_ON_START="true",
                    POD_NAMESPACE=NAMESPACE, POD_NAME=POD, APP_ENVIRONMENT="ci",
@@ -221,12 +137,8 @@ def main() -> int:
         if loki:
             env["LOKI_URL"] = loki.base
         promlib.log(f"kindling API ({binary} serve) on 127.0.0.1:{api_port}")
-        api = subprocess.Popen([str(binary), "serve"], env=env, stdout=api_log,
-                               stderr=subprocess.STDOUT)
+        api = start_api(binary, env, work / "api.log", api_port)
         base = f"http://127.0.0.1:{api_port}"
-        if not wait_for(lambda: http("GET", base + "/api/v1/health/ready")[0] == 200, 60, 0.5):
-            fail(f"API not ready in 60 s; log tail: {(work / 'api.log').read_text()[-1500:]}")
-            return 1
         # The migrations have run (MIGRATE_ON_START): now make the database refuse one name.
         pg.psql(f"ALTER TABLE items ADD CONSTRAINT e2e_refused_name "
                 f"CHECK (name <> '{REFUSED_NAME}')")
@@ -234,8 +146,7 @@ def main() -> int:
         status, exposition, _ = http("GET", base + "/metrics")
         exported = exported_metric_names(exposition.decode(errors="replace"))
         if status != 200 or not exported:
-            fail(f"GET /metrics answered {status} with {len(exported)} metric names")
-            return 1
+            raise RuntimeError(f"GET /metrics answered {status} with {len(exported)} metric names")
         check = subprocess.run(["promtool", "check", "metrics"], input=exposition,
                                capture_output=True)
         lint = (check.stdout + check.stderr).decode().strip()
@@ -254,7 +165,7 @@ def main() -> int:
                                         annotations=annotations, container=container,
                                         port=str(api_port))],
                         [node_target(f"127.0.0.1:{fx.port}")])
-        prom_port = promlib.free_port()
+        prom_port = free_port()
         cfg = promlib.file_sd_copy(promlib.load_config(), sd, prometheus_port=prom_port,
                                    ksm_address=f"127.0.0.1:{fx.port}", kubelet_http=True)
         (work / "prom").mkdir()
@@ -262,33 +173,31 @@ def main() -> int:
                                   prom_port)
         if not wait_for(lambda: len([t for t in prom.api("targets", state="active")["activeTargets"]
                                      if t["health"] == "up"]) >= 4, 30):
-            fail(f"targets not up: {prom.api('targets', state='active')['activeTargets']}")
-            return 1
+            raise RuntimeError(f"targets not up: {prom.api('targets', state='active')['activeTargets']}")
 
         if loki:
             ready_after = loki.wait_ready()
             if ready_after is None:
-                fail(f"Loki not ready 120 s after start; log tail: {loki.log_tail()}")
-                return 1
+                raise RuntimeError(f"Loki not ready 120 s after start; log tail: {loki.log_tail()}")
             print(f"Loki ready {ready_after:.1f} s after its start")
 
         counts_up: dict = {}
         counts_down: dict = {}
         probe_id = PROBE_REQUEST_ID
         traffic_start_ns = time.time_ns()
-        promlib.log(f"traffic with the database up ({args.phase_seconds:.0f} s)")
-        traffic(base, args.phase_seconds, True, counts_up, probe_id)
+        promlib.log(f"traffic with the database up ({phase_seconds:.0f} s)")
+        traffic(base, phase_seconds, True, counts_up, probe_id)
         promlib.log("stopping Postgres")
         pg.stop()
-        promlib.log(f"traffic with the database down ({args.phase_seconds:.0f} s)")
-        traffic(base, args.phase_seconds, False, counts_down, None)
+        promlib.log(f"traffic with the database down ({phase_seconds:.0f} s)")
+        traffic(base, phase_seconds, False, counts_down, None)
         time.sleep(3)  # a few more scrapes and rule evaluations
         print(f"responses with database up:   {dict(sorted(counts_up.items()))}")
         print(f"responses with database down: {dict(sorted(counts_down.items()))}")
         for code, where in ((201, counts_up), (404, counts_up), (422, counts_up), (500, counts_up),
                             (503, counts_down)):
             if not where.get(code):
-                fail(f"the request mix produced no {code} response")
+                failer("traffic")(f"the request mix produced no {code} response")
 
         # Labelled series (per route, per operation) exist only once observed: read the
         # exposition again now that the traffic has touched every code path.
@@ -296,6 +205,7 @@ def main() -> int:
         exported |= exported_metric_names(exposition.decode(errors="replace"))
 
         # ------------------------------------------------------------- dashboards (PromQL)
+        fail = failer("dashboards")
         report = {"dashboards": {}, "rules": [], "logql": []}
         kube_names = set(promlib.CLUSTER_METRICS)
         for fname, dash in promlib.dashboards().items():
@@ -326,6 +236,7 @@ def main() -> int:
             report["dashboards"][fname] = rows
 
         # ------------------------------------------------------------- rules
+        fail = failer("rules")
         for rf in sorted(promlib.RULES_DIR.glob("*.yaml")):
             for group in yaml.safe_load(rf.read_text())["groups"]:
                 for rule in group["rules"]:
@@ -346,42 +257,60 @@ def main() -> int:
                     fail(f"rule {r['name']} evaluates with error: {r.get('lastError')}")
         firing = sorted({a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]})
         print(f"alerts pending or firing at the end of the run: {firing or 'none'}")
-        check_outage(prom, fail)
-        check_recorded_series(prom, args.record_series, fail)
+        check_outage(prom, failer("outage"))
+        check_recorded_series(prom, record_series, failer("recorded series"))
 
         # ------------------------------------------------------------- logs (LogQL)
         promlib.log("stopping the API (flushes its Loki shipper)")
-        api.send_signal(signal.SIGTERM)
-        try:
-            api.wait(30)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        stop_process(api, 30)
         if loki:
-            check_logql(loki, traffic_start_ns, report, fail)
+            check_logql(loki, traffic_start_ns, report, failer("logql"))
         report["responses"] = {"db_up": counts_up, "db_down": counts_down}
         report["exported_metrics"] = sorted(exported)
 
         print_report(report)
-        if args.report:
-            Path(args.report).write_text(json.dumps(report, indent=1, default=str))
+        if report_path:
+            report_path.write_text(json.dumps(report, indent=1, default=str))
     finally:
         for stop in (lambda: prom and prom.stop(), lambda: fx and fx.stop(),
-                     lambda: loki and loki.stop(), lambda: pg and pg.remove()):
+                     lambda: pg and pg.remove()):
             try:
                 stop()
             except Exception as e:  # cleanup must not hide the test result
                 print(f"cleanup: {e}")
-        if api and api.poll() is None:
-            api.kill()
-            api.wait()
-        api_log.close()
-        if not failures and not promlib.env_flag("KEEP_E2E_DIR"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"work dir kept for inspection: {work}")
+        stop_process(api)
 
-    print(f"e2e: {len(failures)} failures")
-    return 1 if failures else 0
+    print(f"e2e: {sum(map(len, failures.values()))} failures")
+    return failures
+
+
+def main() -> int:
+    """By hand, e.g. to re-record the series the promtool tests may use:
+    .venv-checks/bin/python -m kindling_verify.observability.e2e --record-series"""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=str(KINDLING_BINARY))
+    ap.add_argument("--report", type=Path, help="write the per-query results as JSON here")
+    ap.add_argument("--phase-seconds", type=float, default=15)
+    ap.add_argument("--record-series", action="store_true",
+                    help="rewrite the promtool tests' series record "
+                         f"({rule_test_series.SERIES_FILE.relative_to(ROOT)}) from this run")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kindling-e2e-"))
+    loki_bin, loki_source = find_test_tool("loki")
+    loki = None
+    if loki_bin:
+        promlib.log(f"Loki from {loki_source}, config {lokilib.LOKI_CONFIG}")
+        loki = lokilib.Loki.start(loki_bin, work / "loki")
+    else:
+        print(f"SKIPPED the LogQL part: {loki_source}")
+    try:
+        failures = run(Path(args.binary), work, loki, phase_seconds=args.phase_seconds,
+                       record_series=args.record_series, report_path=args.report)
+    finally:
+        if loki:
+            loki.stop()
+    print(f"work dir: {work}")
+    return 1 if any(failures.values()) else 0
 
 
 def check_outage(prom: promlib.Prometheus, fail) -> None:
@@ -427,7 +356,7 @@ def check_recorded_series(prom: promlib.Prometheus, record: bool, fail) -> None:
     scraped = scraped_api_series(prom)
     path = rule_test_series.SERIES_FILE
     if record:
-        header = ("# Recorded by scripts/observability/e2e.py --record-series from a real scrape of\n"
+        header = ("# Recorded by kindling_verify/observability/e2e.py --record-series from a real scrape of\n"
                   "# the API (relabelled by the shipped config; `instance` dropped). Do not edit by\n"
                   "# hand: the promtool tests may only use these series (rule_test_series.py).\n")
         path.write_text(header + "".join(s + "\n" for s in sorted(scraped)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -119,12 +118,3 @@ class _KubeletHandler(_Quiet):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False

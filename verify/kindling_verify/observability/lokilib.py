@@ -1,53 +1,35 @@
 """The real Loki for the checks: found, started with the project's own loki.yaml, queried.
 
 Loki is a test tool like promtool, never part of the project. It is found through
-KINDLING_LOKI, then PATH (`scripts/unpack-test-tools.sh` provides it in CI). The config is
+KINDLING_LOKI, then PATH (helpers.find_test_tool; `verify/unpack-test-tools.sh` provides it
+in CI). The config is
 k8s/observability/loki/loki.yaml itself; only what cannot be the cluster's here is overridden
 with Loki's own command-line flags, which take precedence over the file: the `/loki` paths
 (a scratch folder instead of the PVC) and the ports (free ones on 127.0.0.1 instead of
 3100/9095 on all interfaces).
 
 Loki needs 15-20 s to become ready on 2 cores, so `Loki.start` returns at once and
-`wait_ready` is called when the caller has done its other setup. scripts/check-observability.sh
-goes further: it starts Loki before its static checks (`lokilib.py start DIR`, which prints
-E2E_LOKI_URL and E2E_LOKI_PID) and the end-to-end test attaches to it (`Loki.attach`).
+`wait_ready` is called when the caller has done its other setup.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from promlib import OBS, free_port
+from kindling_verify.helpers import free_port, stop_process
+from kindling_verify.observability.promlib import OBS
 
 LOKI_CONFIG = OBS / "loki" / "loki.yaml"
 
 
-def find_loki() -> tuple[str | None, str]:
-    """(path to the loki binary or None, where it came from or why there is none)."""
-    configured = os.environ.get("KINDLING_LOKI", "")
-    if configured:
-        if os.access(configured, os.X_OK):
-            return configured, f"KINDLING_LOKI={configured}"
-        return None, f"KINDLING_LOKI={configured} is not an executable file"
-    on_path = shutil.which("loki")
-    if on_path:
-        return on_path, f"loki on PATH ({on_path})"
-    return None, ("no Loki: KINDLING_LOKI is unset and there is no loki on PATH "
-                  "(CI: eval \"$(scripts/unpack-test-tools.sh)\")")
-
-
 class Loki:
-    """A Loki (-target=all) on 127.0.0.1: started here, or attached to by its URL."""
+    """A Loki (-target=all) on 127.0.0.1, started here."""
 
     def __init__(self, base: str, proc: subprocess.Popen | None = None,
                  log_path: Path | None = None):
@@ -79,13 +61,6 @@ class Loki:
             # cwd: the ingester's WAL directory ("wal", unset in loki.yaml) is relative to it.
             proc = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
         return cls(f"http://127.0.0.1:{port}", proc, log_path)
-
-    @classmethod
-    def attach(cls, base: str, started_at: float, log_path: Path | None = None) -> Loki:
-        """A Loki someone else started (at `started_at`, epoch seconds) and stops."""
-        loki = cls(base.rstrip("/"), None, log_path)
-        loki.started_at = started_at
-        return loki
 
     def wait_ready(self, timeout: float = 120) -> float | None:
         """Seconds from start until /ready answered 200, or None (exited or timed out)."""
@@ -126,41 +101,10 @@ class Loki:
         return body["data"], None
 
     def stop(self) -> None:
-        """Stops a Loki started here; an attached one belongs to whoever started it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def result_size(data: dict) -> tuple[int, int]:
     """(series or streams, samples or lines) in a query_range result."""
     result = data.get("result", [])
     return len(result), sum(len(s.get("values", [])) for s in result)
-
-
-def main(argv: list[str]) -> int:
-    """`lokilib.py start DIR`: start Loki in the background and print shell assignments of
-    E2E_LOKI_URL, E2E_LOKI_PID, E2E_LOKI_LOG and E2E_LOKI_STARTED; print nothing when there is no Loki binary
-    (the end-to-end test then reports the skip, or fails when Loki is required)."""
-    if len(argv) != 2 or argv[0] != "start":
-        print("usage: lokilib.py start WORKDIR", file=sys.stderr)
-        return 2
-    binary, source = find_loki()
-    if binary is None:
-        print(source, file=sys.stderr)
-        return 0
-    loki = Loki.start(binary, Path(argv[1]).resolve())
-    print(f"==> Loki from {source}, starting in the background on {loki.base}", file=sys.stderr)
-    for name, value in (("E2E_LOKI_URL", loki.base), ("E2E_LOKI_PID", loki.proc.pid),
-                        ("E2E_LOKI_LOG", loki.log_path),
-                        ("E2E_LOKI_STARTED", f"{loki.started_at:.3f}")):
-        print(f"{name}={shlex.quote(str(value))}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

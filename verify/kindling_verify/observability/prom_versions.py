@@ -78,17 +78,3 @@ def version_problems(expr: str, scrape_interval_s: float) -> list[str]:
             problems.append(f'{label}{op}"{pattern}": `.` matches a newline on Prometheus 3 '
                             f"only, and {label!r} is not a label known to be newline-free")
     return problems
-
-
-def _self_test() -> None:
-    assert duration_seconds("1h30m") == 5400 and duration_seconds("5x") is None
-    assert not has_unescaped_dot(r"5[.]\.x") and has_unescaped_dot("kindling-api-.*")
-    assert version_problems('rate(x{status=~"5.."}[1m])', 15) == []
-    assert len(version_problems("rate(x[30s])", 15)) == 1
-    assert len(version_problems('x{route=~"/api/.*"}', 15)) == 1
-    assert version_problems("rate(x[$__rate_interval]) + max_over_time(y[1h:5m])", 15) == []
-
-
-if __name__ == "__main__":
-    _self_test()
-    print("prom_versions: self-test passed")

@@ -1,26 +1,24 @@
-"""Shared helpers for the observability checks: paths, the Prometheus config variants that
+"""The observability suite's own helpers: paths, the Prometheus config variants that
 Debian's Prometheus 2.42 can load, a Prometheus process, and PromQL / LogQL inspection.
-
-Only the standard library and PyYAML (from .venv-checks) are used.
+What every suite needs (ports, processes, the repository root) is in kindling_verify.helpers.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from kindling_verify.helpers import ROOT, kustomize, stop_process
 OBS = ROOT / "k8s" / "observability"
 PROM_CONFIG = OBS / "prometheus" / "prometheus.yaml"
 RULES_DIR = OBS / "prometheus" / "rules"
@@ -46,12 +44,6 @@ CLUSTER_METRICS = {
 
 def log(msg: str) -> None:
     print(f"==> {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- config variants
@@ -110,10 +102,7 @@ DEV_OVERLAY = ROOT / "k8s" / "overlays" / "dev"
 def rendered_pod_template(kind: str, name: str, overlay: Path = DEV_OVERLAY) -> dict:
     """The pod template of one workload as `kubectl kustomize <overlay>` renders it, so that
     tests use the labels and annotations the cluster's pods really carry, not a copy."""
-    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"kubectl kustomize {overlay}: {out.stderr.strip()}")
-    for doc in yaml.safe_load_all(out.stdout):
+    for doc in yaml.safe_load_all(kustomize(overlay)):
         if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
             path = ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
             template = doc
@@ -140,7 +129,7 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{port}"
         binary = shutil.which("prometheus")
         if binary is None:
-            raise SystemExit("prometheus not found: run scripts/install-checkers.sh")
+            raise SystemExit("prometheus not found: run verify/install.sh")
         self.log_path = workdir / "prometheus.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -178,11 +167,7 @@ class Prometheus:
         return [data["result"]], None  # scalar / string: one value
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 10)
         self._log.close()
 
 
@@ -265,7 +250,3 @@ def logql_grouping_labels(expr: str) -> set[str]:
     for body in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
         out |= {x.strip() for x in body.split(",") if x.strip()}
     return out
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")

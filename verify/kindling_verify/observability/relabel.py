@@ -8,20 +8,20 @@ The API and migration pods carry the labels and annotations of the rendered dev 
 The relabel_configs themselves are untouched. The test then reads /api/v1/targets and the
 scraped series and compares them with what the dashboards and rules rely on.
 
-Run: .venv-checks/bin/python scripts/observability/relabel_test.py
+Test: test_relabel.py.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import promlib
-from fixtures import KubeletAndKsm, wait_for
+from kindling_verify.helpers import free_port, wait_for
+from kindling_verify.observability import promlib
+from kindling_verify.observability.fixtures import KubeletAndKsm
 
 NODE = "kind-control-plane"
 
@@ -68,7 +68,7 @@ def write_discovery(sd_dir: Path, pods: list[dict], nodes: list[dict]) -> None:
 def start_prometheus(work: Path, fixture_port: int) -> promlib.Prometheus:
     sd_dir = work / "sd"
     sd_dir.mkdir(exist_ok=True)
-    port = promlib.free_port()
+    port = free_port()
     cfg = promlib.file_sd_copy(promlib.load_config(), sd_dir, prometheus_port=port,
                                ksm_address=f"127.0.0.1:{fixture_port}", kubelet_http=True)
     path = promlib.write_yaml(work / "prometheus.yaml", cfg)
@@ -82,7 +82,8 @@ def api_pod_metadata() -> tuple[dict, dict, str]:
     return meta.get("labels") or {}, meta.get("annotations") or {}, template["spec"]["containers"][0]["name"]
 
 
-def main() -> int:
+def run() -> list[str]:
+    """Every expectation, printed ok or FAIL; returns the failed ones."""
     failures: list[str] = []
     checks = 0
 
@@ -192,8 +193,4 @@ def main() -> int:
         fx.stop()
 
     print(f"relabel: {checks - len(failures)} passed, {len(failures)} failed")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return failures

@@ -11,17 +11,17 @@ of an API metric in tests/*.yaml must be a recorded series, label for label. Onl
 differ, so that a test can stand for several replicas. Cluster metrics (kube-state-metrics,
 cAdvisor) come from fixtures, not the API, and are not checked here.
 
-Run: .venv-checks/bin/python scripts/observability/rule_test_series.py
+Test: test_static.py.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-import promlib
 import yaml
+
+from kindling_verify.observability import promlib
 
 TESTS_DIR = promlib.OBS / "prometheus" / "tests"
 SERIES_FILE = TESTS_DIR / "scraped-series.txt"
@@ -84,13 +84,13 @@ def test_series() -> list[tuple[str, str, str]]:
     return out
 
 
-def main() -> int:
+def failures() -> list[str]:
     recorded = {key(*parse_series(s)) for s in load_recorded()}
     api_names = api_metric_names()
     recorded_names = {parse_series(s)[0] for s in load_recorded()}
-    failures, checked = [], 0
+    found, checked = [], 0
     for missing in sorted(api_names - recorded_names):
-        failures.append(f"{SERIES_FILE.name} has no series of {missing}, which the rules read: "
+        found.append(f"{SERIES_FILE.name} has no series of {missing}, which the rules read: "
                         "re-record it (e2e.py --record-series)")
     for fname, test, series in test_series():
         name, labels = parse_series(series)
@@ -98,14 +98,10 @@ def main() -> int:
             continue
         checked += 1
         if key(name, labels) not in recorded:
-            failures.append(f"{fname} '{test}': {series} is not a series the API exports "
+            found.append(f"{fname} '{test}': {series} is not a series the API exports "
                             f"(see {SERIES_FILE.name}; only {sorted(FREE_LABELS)} may differ)")
-    for f in failures:
+    for f in found:
         print(f"FAIL {f}")
     print(f"rule-test series: {checked} input series of {sorted(api_names)} checked against "
-          f"{len(recorded)} recorded series, {len(failures)} failures")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+          f"{len(recorded)} recorded series, {len(found)} failures")
+    return found
