@@ -3,8 +3,8 @@
 # instead of registry images (no registry is reachable on CI machines).
 #
 # Idempotent: every step checks whether its result already exists.
-#   scripts/docker-setup.sh            engine + local/postgres:test (PostgreSQL 17) test image
-#   scripts/docker-setup.sh --builder  also local/debian:trixie and local/rust:<ver> base images
+#   verify/docker-setup.sh            engine + local/postgres:test (PostgreSQL 17) test image
+#   verify/docker-setup.sh --builder  also local/debian:trixie and local/rust:<ver> base images
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,13 +77,13 @@ ensure_packages
 ensure_engine
 
 # Test Postgres: behaves like the official postgres:17-alpine for what the tests rely on
-# (same major, UTF-8 cluster with the same locale; see scripts/images/postgres/Dockerfile).
+# (same major, UTF-8 cluster with the same locale; see verify/images/postgres/Dockerfile).
 # Debian 13 trixie is the Debian release that ships PostgreSQL 17; `locales` provides
 # localedef for the en_US.UTF-8 locale the official image initialises with.
 rootfs_image local/debian-postgres:17 postgresql-17,locales,ca-certificates trixie
 # The tag stays local/postgres:test (what CI points the tests at), so an image built from
-# older files is recognised by a label holding the hash of scripts/images/postgres/.
-pg_context="$ROOT/scripts/images/postgres"
+# older files is recognised by a label holding the hash of verify/images/postgres/.
+pg_context="$ROOT/verify/images/postgres"
 pg_hash="$(cd "$pg_context" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 if [[ "$(docker image inspect -f '{{ index .Config.Labels "kindling.context-hash" }}' local/postgres:test 2>/dev/null)" != "$pg_hash" ]]; then
   log "building local/postgres:test (context $pg_hash)"
@@ -101,7 +101,7 @@ if $WANT_BUILDER; then
   RUST_VERSION="$(rustc --version | awk '{print $2}')"
   if ! docker image inspect "local/rust:$RUST_VERSION-trixie" >/dev/null 2>&1; then
     log "building local/rust:$RUST_VERSION-trixie from this machine's toolchain"
-    "$ROOT/scripts/images/rust/build.sh" "local/rust:$RUST_VERSION-trixie" local/debian:trixie
+    "$ROOT/verify/images/rust/build.sh" "local/rust:$RUST_VERSION-trixie" local/debian:trixie
   fi
 fi
 log "done"

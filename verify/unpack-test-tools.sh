@@ -2,7 +2,7 @@
 # Unpack the real Tilt and Loki that CI uses as test tools (../shared/bin, next to
 # the project root) into a scratch folder outside the repository, and print the
 # `export` lines that point the checks at them:
-#   eval "$(scripts/unpack-test-tools.sh)"
+#   eval "$(verify/unpack-test-tools.sh)"
 # Contributors with tilt or loki on PATH do not need this: the checks look at
 # KINDLING_TILT / KINDLING_LOKI first, then PATH. Idempotent (checks sha256).
 set -euo pipefail

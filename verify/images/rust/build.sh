@@ -2,7 +2,7 @@
 # Build a Rust builder image from this machine's toolchain, for CI machines
 # where neither a registry nor rustup's servers are reachable.
 #
-#   scripts/images/rust/build.sh local/rust:1.95.0 [BASE_IMAGE]
+#   verify/images/rust/build.sh local/rust:1.95.0 [BASE_IMAGE]
 #
 # The image follows the official rust:<version>-slim-trixie layout where the
 # Dockerfiles rely on it (cargo/rustc on PATH, CARGO_HOME=/usr/local/cargo),
@@ -19,7 +19,7 @@ SYSROOT="$(readlink -f "$SYSROOT")"
 log() { printf '==> %s\n' "$*"; }
 
 docker image inspect "$BASE" >/dev/null 2>&1 \
-  || { echo "base image $BASE missing: run scripts/docker-setup.sh --builder" >&2; exit 1; }
+  || { echo "base image $BASE missing: run verify/docker-setup.sh --builder" >&2; exit 1; }
 
 CTX="$(mktemp -d)"
 trap 'rm -rf "$CTX"' EXIT

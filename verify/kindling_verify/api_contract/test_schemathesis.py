@@ -30,8 +30,7 @@ import subprocess
 
 import pytest
 
-from kindling_verify.helpers import (ROOT, Postgres, built_kindling, free_port, run, start_api, stop_process,
-                                     venv_tool)
+from kindling_verify.helpers import ROOT, Postgres, built_kindling, free_port, run, start_api, stop_process, venv_tool
 
 SCHEMATHESIS_VERSION = "4.32.5"
 VENV = ROOT / ".venv-contract"
@@ -83,6 +82,6 @@ def test_api_honours_its_openapi_document(st, api_url, tmp_path, summary):
     p = run([st, "--config-file", config, "run", f"{api_url}/api/openapi.json",
              "--max-examples", "100", "--workers", "1", "--seed", "20261123"], check=False, cwd=tmp_path)
     lines = p.stdout.splitlines()
-    cases = next((b.strip() for a, b in zip(lines, lines[1:]) if a.strip() == "Test cases:"), "no case count")
+    cases = next((b.strip() for a, b in zip(lines, lines[1:], strict=False) if a.strip() == "Test cases:"), "no case count")
     summary(f"schemathesis: {cases}")
     assert p.returncode == 0, p.stdout[-3000:]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Contract test for the Tiltfile, with the real Tilt and no cluster.
 
 Runs `tilt alpha tiltfile-result` (Tilt evaluates the Tiltfile exactly as
@@ -53,11 +52,11 @@ Stand-ins only for what cannot exist here: the cluster (a kubeconfig pointing
 nowhere, in kind's or minikube's shape) and the network (the upstream manifest from ../shared/data served as a
 file:// URL, when present; otherwise the real download).
 
-Negative case: scripts/testdata/Tiltfile.broken, each of whose mistakes must be
-reported (scripts/testdata/Tiltfile.broken.expected) and nothing else.
+Negative case: testdata/Tiltfile.broken, each of whose mistakes must be
+reported (testdata/Tiltfile.broken.expected) and nothing else.
 
-Tilt: $KINDLING_TILT, else `tilt` on PATH; without either the test prints
-SKIPPED and exits 0, or fails when KINDLING_REQUIRE_TILT=1 (CI).
+Tilt: $KINDLING_TILT, else `tilt` on PATH; without either the tests skip, or
+fail when KINDLING_REQUIRE_TILT is set (CI). Tests: test_tilt_contract.py.
 """
 from __future__ import annotations
 
@@ -69,16 +68,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTDATA = ROOT / "scripts" / "testdata"
-SHARED = Path(os.environ.get("KINDLING_SHARED", ROOT.parent / "shared"))
+from kindling_verify.helpers import ROOT, SHARED
+
+TESTDATA = Path(__file__).parent / "testdata"
 UPSTREAM_INGRESS = SHARED / "data" / "ingress-nginx" / "kind-deploy-v1.15.1.yaml"
 INGRESS_SHA256 = "2a3ae008c8786431115502644e77ab398fdebfb721a5d1195ed3089cde3299df"
 INGRESS_CACHE_NAME = "ingress-nginx-kind-v1.15.1.yaml"
@@ -188,15 +185,6 @@ class Tilt:
         if p.returncode == 0:
             data = json.loads(p.stdout)
         return Result(p.returncode, data, p.stderr.splitlines())
-
-
-def find_tilt() -> str | None:
-    explicit = os.environ.get("KINDLING_TILT")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            sys.exit(f"KINDLING_TILT={explicit} is not an executable")
-        return explicit
-    return shutil.which("tilt")
 
 
 # ---- what Tilt does not check --------------------------------------------------------
@@ -448,17 +436,50 @@ def observability_objects(r: Result) -> list[str]:
 
 # ---- driver -----------------------------------------------------------------------
 
-class Report:
-    def __init__(self):
-        self.passed = self.failed = 0
+# Each cluster: its context and the resources only the other cluster has.
+CLUSTERS = {"kind": (CONTEXT, frozenset(MINIKUBE_ONLY)), "minikube": (MINIKUBE_PROFILE, frozenset(KIND_ONLY))}
 
-    def __call__(self, ok: bool, what: str, detail: str = ""):
-        if ok:
-            self.passed += 1
-            print(f"PASS {what}")
-        else:
-            self.failed += 1
-            print(f"FAIL {what}" + (f"\n    {detail}" if detail else ""))
+
+class Contract:
+    """One Tilt with a kubeconfig for each cluster; each result evaluated once."""
+
+    def __init__(self, binary: str, work: Path):
+        self.tilt = Tilt(binary, work)
+        (work / "home").mkdir(exist_ok=True)
+        self.kubeconfigs = {"kind": self.tilt.kubeconfig, "minikube": self.tilt.write_minikube_kubeconfig()}
+        self._results: dict[tuple, Result] = {}
+
+    def result(self, cluster: str, args=()) -> Result:
+        key = (cluster, tuple(args))
+        if key not in self._results:
+            self._results[key] = self.tilt.run(list(args), kubeconfig=self.kubeconfigs[cluster])
+        return self._results[key]
+
+
+def flag_args(build: str | None, skip_obs: bool) -> list[str]:
+    return ([f"--build={build}"] if build else []) + (["--skip-observability"] if skip_obs else [])
+
+
+def combination_violations(contract: Contract, cluster: str, build: str | None, skip_obs: bool) -> list[str]:
+    """Everything wrong with one documented flag combination on one cluster."""
+    args = flag_args(build, skip_obs)
+    r = contract.result(cluster, args)
+    if r.rc != 0:
+        return ["[error] tiltfile-result failed: " + "\n    ".join(r.log[-10:])]
+    v = check(r, cluster=cluster) + check_header_map(r, ROOT / "Tiltfile", CLUSTERS[cluster][1])
+    want_mode = build or "host"  # this machine: Linux, glibc 2.36
+    if compile_mode(r) != want_mode:
+        v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
+    obs = observability_objects(r)
+    if skip_obs and obs:
+        v.append(f"[flags] --skip-observability still deploys {obs}")
+    if not skip_obs and not obs:
+        v.append("[flags] observability is missing without --skip-observability")
+    if cluster == "minikube":
+        kind = contract.result("kind", args)
+        if kind.rc == 0:
+            v += compare_clusters(kind, r)
+    return v
 
 
 def fake_bin(work: Path, name: str, script: str) -> Path:
@@ -469,7 +490,13 @@ def fake_bin(work: Path, name: str, script: str) -> Path:
     return d
 
 
-def cache_tests(tilt: Tilt, ok: Report):
+def cache_steps(tilt: Tilt) -> dict[str, tuple[bool, str, str]]:
+    """The ingress-nginx cache, step by step on an empty cache: {step: (ok, what, detail)}."""
+    steps = {}
+
+    def ok(step: str, passed: bool, what: str, detail: str = "") -> None:
+        steps[step] = (passed, what, detail)
+
     cached = tilt.cache / "downloads" / INGRESS_CACHE_NAME
     if tilt.ingress_url is None:
         print(f"note: {UPSTREAM_INGRESS} is missing: the first load downloads from GitHub")
@@ -479,12 +506,12 @@ def cache_tests(tilt: Tilt, ok: Report):
     if source is not None:
         tampered.write_text(source.replace("replicas: 1", "replicas: 2", 1) + "# changed\n")
         r = tilt.run(env={"KINDLING_INGRESS_NGINX_URL": tampered.as_uri()})
-        ok(r.rc != 0 and any("expected " + INGRESS_SHA256 in line for line in r.log) and not cached.exists(),
+        ok("tampered-download", r.rc != 0 and any("expected " + INGRESS_SHA256 in line for line in r.log) and not cached.exists(),
            "cache: a download whose sha256 differs from the pin fails and is not cached",
            f"rc={r.rc}; {r.log[-3:]}")
     # First load: downloads into the empty cache.
     r = tilt.run()
-    ok(r.rc == 0 and cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == INGRESS_SHA256
+    ok("first-load", r.rc == 0 and cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == INGRESS_SHA256
        and "ingress-nginx-controller" in r.manifests,
        "cache: the first load downloads ingress-nginx v1.15.1 and caches the verified file", f"rc={r.rc}; {r.log[-3:]}")
     # Second load with the network gone: a URL nothing answers, inside an
@@ -492,17 +519,17 @@ def cache_tests(tilt: Tilt, ok: Report):
     prefix = ["unshare", "-rn"] if shutil.which("unshare") and subprocess.run(
         ["unshare", "-rn", "true"], capture_output=True).returncode == 0 else []
     r = tilt.run(env={"KINDLING_INGRESS_NGINX_URL": "https://127.0.0.1:9/unreachable/deploy.yaml"}, prefix=prefix)
-    ok(r.rc == 0 and "ingress-nginx-controller" in r.manifests,
+    ok("offline", r.rc == 0 and "ingress-nginx-controller" in r.manifests,
        "cache: a second load with the network gone reads the cache"
        + (" (unshare -rn: no network at all)" if prefix else " (unreachable URL)"), f"rc={r.rc}; {r.log[-3:]}")
     # A cache changed after the download fails and says what to do.
     if not cached.is_file():
-        ok(False, "cache: tampered cache (nothing was cached to tamper with)")
-        return
+        ok("tampered-cache", False, "cache: tampered cache (nothing was cached to tamper with)")
+        return steps
     good = cached.read_bytes()
     cached.write_bytes(good + b"# edited\n")
     r = tilt.run()
-    ok(r.rc != 0 and any("changed or is damaged" in line for line in r.log),
+    ok("tampered-cache", r.rc != 0 and any("changed or is damaged" in line for line in r.log),
        "cache: a tampered cached file fails the Tiltfile with the reason", f"rc={r.rc}; {r.log[-3:]}")
     cached.write_bytes(good)
     # macOS before 14 has shasum but no sha256sum: run the download script
@@ -517,132 +544,9 @@ def cache_tests(tilt: Tilt, ok: Report):
         p = subprocess.run([str(ROOT / "tilt/cached-download.sh"), "https://127.0.0.1:9/x", INGRESS_SHA256,
                             INGRESS_CACHE_NAME], env={"PATH": str(bindir), "KINDLING_CACHE_DIR": str(tilt.cache)},
                            capture_output=True, text=True)
-        ok(p.returncode == 0 and hashlib.sha256(p.stdout.encode()).hexdigest() == INGRESS_SHA256,
+        ok("shasum", p.returncode == 0 and hashlib.sha256(p.stdout.encode()).hexdigest() == INGRESS_SHA256,
            "sha256 falls back to `shasum -a 256` where sha256sum is missing (macOS < 14)",
            p.stderr.strip()[-300:])
     else:
-        ok(False, "sha256 fallback: no shasum on this machine to test it with")
-
-
-def main() -> int:
-    binary = find_tilt()
-    if binary is None:
-        reason = "no Tilt: set KINDLING_TILT or put tilt on PATH (scripts/unpack-test-tools.sh)"
-        if os.environ.get("KINDLING_REQUIRE_TILT") == "1":
-            print(f"FAIL tilt-contract: {reason}, and KINDLING_REQUIRE_TILT=1")
-            return 1
-        print(f"SKIPPED tilt-contract: {reason}")
-        return 0
-    version = subprocess.run([binary, "version"], capture_output=True, text=True).stdout.strip()
-    print(f"tilt-contract: {binary} ({version})")
-    ok = Report()
-    with tempfile.TemporaryDirectory(prefix="tilt-contract-") as tmp:
-        tilt = Tilt(binary, Path(tmp))
-        (tilt.work / "home").mkdir()
-        cache_tests(tilt, ok)
-
-        # Every documented flag combination, on both clusters.
-        minikube_kubeconfig = tilt.write_minikube_kubeconfig()
-        clusters = (("kind", CONTEXT, tilt.kubeconfig, frozenset(MINIKUBE_ONLY)),
-                    ("minikube", MINIKUBE_PROFILE, minikube_kubeconfig, frozenset(KIND_ONLY)))
-        results: dict[tuple[str, str], Result] = {}
-        for cluster, context, kubeconfig, other_only in clusters:
-            for build in ("host", "docker", None):
-                for skip_obs in (False, True):
-                    args = ([f"--build={build}"] if build else []) + (["--skip-observability"] if skip_obs else [])
-                    label = f"{context}: " + (" ".join(args) or "(no flags)")
-                    r = tilt.run(args, kubeconfig=kubeconfig)
-                    if r.rc != 0:
-                        ok(False, f"tiltfile-result {label}", "\n    ".join(r.log[-10:]))
-                        continue
-                    results[(cluster, " ".join(args))] = r
-                    v = check(r, cluster=cluster) + check_header_map(r, ROOT / "Tiltfile", other_only)
-                    if cluster == "kind" and not build and not skip_obs:
-                        full = r
-                    want_mode = build or "host"  # this machine: Linux, glibc 2.36
-                    if compile_mode(r) != want_mode:
-                        v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
-                    obs = observability_objects(r)
-                    if skip_obs and obs:
-                        v.append(f"[flags] --skip-observability still deploys {obs}")
-                    if not skip_obs and not obs:
-                        v.append("[flags] observability is missing without --skip-observability")
-                    if cluster == "minikube" and ("kind", " ".join(args)) in results:
-                        v += compare_clusters(results[("kind", " ".join(args))], r)
-                    ok(not v, f"tiltfile-result {label}: {len(r.manifests)} resources, 0 warnings: "
-                       + " ".join(sorted(r.manifests)), "\n    ".join(v))
-
-        # The minikube checks must be able to fail: the kind result read as if
-        # it were minikube's has every difference the Tiltfile makes.
-        kind_full = results.get(("kind", ""))
-        if kind_full:
-            got = check_minikube(kind_full) + compare_clusters(kind_full, kind_full)
-            ok(any("resource ingress-nginx-controller exists" in g for g in got)
-               and any("resource metrics-server exists" in g for g in got)
-               and any("no minikube-addons resource" in g for g in got)
-               and any("resources differ from kind's" in g for g in got),
-               "minikube checks: kind's resources (ingress-nginx, metrics-server, no addon wait) are reported",
-               "\n    ".join(got))
-
-        # The header map must be able to fail: drop one edge, add a phantom one.
-        tiltfile = ROOT / "Tiltfile"
-        wrong = tilt.work / "Tiltfile.wrong-map"
-        text = tiltfile.read_text()
-        wrong.write_text(text.replace("#   postgres, api-compile ─► kindling-migrate",
-                                      "#   postgres ─► kindling-migrate\n#   redis ─► kindling-worker", 1))
-        got = check_header_map(full, wrong, frozenset(MINIKUBE_ONLY)) if wrong.read_text() != text else []
-        ok(any("kindling-migrate: Tilt has resource_deps ['api-compile', 'postgres']" in g for g in got)
-           and any("draws redis" in g for g in got) and len(got) == 3,
-           "header map: a missing and a phantom edge are reported", "\n    ".join(got) or "map line not found")
-
-        # Automatic build mode from the host's libc and OS.
-        for fake, script, want, say in (
-                ("getconf", "echo 'glibc 2.42'", "docker", "host glibc 2.42 is newer"),
-                ("getconf", f"echo 'glibc {DEV_IMAGE_GLIBC}'", "host", None),
-                ("uname", "echo Darwin", "docker", "Darwin host")):
-            bindir = fake_bin(tilt.work, fake, script)
-            r = tilt.run(["--skip-observability"], env={"PATH": f"{bindir}:{os.environ['PATH']}"})
-            mode = compile_mode(r) if r.rc == 0 else f"error {r.rc}"
-            said = say is None or any(say in line for line in r.log)
-            ok(mode == want and said and not r.warnings(),
-               f"automatic build mode: `{fake}` says {script.split(' ', 1)[1]} -> {want}"
-               + (f", Tilt's log says why ({say})" if say else ""), f"mode={mode}; log={r.log}")
-
-        # The context guard: accepted above (kind-kindling, the minikube
-        # profile kindling); refused here, each with its reason.
-        ok(("kind", "") in results and ("minikube", "") in results,
-           "guard: kind-kindling and the minikube profile kindling are accepted")
-        for what, kubeconfig, reason in (
-                ("another kubectl context (gke_prod_europe-west1_main)",
-                 tilt.write_kubeconfig("gke_prod_europe-west1_main"), "only targets kind-kindling"),
-                ("minikube's default profile (context minikube)",
-                 tilt.write_minikube_kubeconfig(profile="minikube"), "only targets kind-kindling"),
-                ("a `kindling` context without minikube's cluster_info extension (a remote cluster)",
-                 tilt.write_kubeconfig(MINIKUBE_PROFILE), "no cluster_info extension with provider"),
-                ("a `kindling` context with the extension but an embedded CA",
-                 tilt.write_minikube_kubeconfig(ca="embedded", tag="-embedded"), "certificate authority is embedded"),
-                ("a `kindling` context with the extension but a CA outside ~/.minikube/",
-                 tilt.write_minikube_kubeconfig(ca=str(tilt.work / "elsewhere" / "ca.crt"), tag="-elsewhere"),
-                 f"certificate authority is {tilt.work / 'elsewhere' / 'ca.crt'},")):
-            r = tilt.run(kubeconfig=kubeconfig)
-            ok(r.rc != 0 and any("refusing to deploy" in line and reason in line for line in r.log),
-               f"guard: {what} is refused, saying why ({reason})", f"rc={r.rc}; {r.log[-3:]}")
-
-        # Negative case: every check can fail.
-        broken = TESTDATA / "Tiltfile.broken"
-        expected = [line.strip() for line in (TESTDATA / "Tiltfile.broken.expected").read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
-        r = tilt.run(tiltfile=broken)
-        got = check(r, full=False) if r.rc == 0 else [f"[error] Tilt failed: {r.log[-3:]}"]
-        missed = [e for e in expected if not any(e in g for g in got)]
-        extra = [g for g in got if not any(e in g for e in expected)]
-        ok(not missed and not extra,
-           f"Tiltfile.broken: {len(expected) - len(missed)}/{len(expected)} expected reports, {len(extra)} unexpected",
-           "\n    ".join([f"missed: {m}" for m in missed] + [f"unexpected: {x}" for x in extra]))
-
-    print(f"tilt-contract: {ok.passed} passed, {ok.failed} failed")
-    return 1 if ok.failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        ok("shasum", False, "sha256 fallback: no shasum on this machine to test it with")
+    return steps

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Lint GitHub workflow files offline.
 
 It runs actionlint ($KINDLING_ACTIONLINT, else .venv-checks, else PATH), which
@@ -16,8 +15,9 @@ GitHub, which CI cannot reach. On top of actionlint, these are checked directly:
   checksums   no 64-hex-digit string: a checksum of a download is fetched from
               its release at run time, never written here
 
-Usage: scripts/workflow_lint.py FILE...      (--self-test: the broken fixture
-must give exactly the reports in scripts/testdata/workflow-broken.expected)
+Tests: test_workflow_lint.py, with a self-test: the broken fixture must give exactly the
+reports in testdata/workflow-broken.expected. By hand:
+  .venv-checks/bin/python -m kindling_verify.dev_loop.workflow_lint FILE...
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv-checks" / "bin"
+from kindling_verify.helpers import ROOT, VENV_BIN
+
+TESTDATA = Path(__file__).parent / "testdata"
 CONTEXTS = {"github", "env", "vars", "job", "jobs", "steps", "runner", "secrets", "strategy",
             "matrix", "needs", "inputs"}
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -90,13 +91,15 @@ def run(files: list[Path]) -> list[str]:
     actionlint = tool("actionlint", "KINDLING_ACTIONLINT")
     shellcheck = tool("shellcheck", "KINDLING_SHELLCHECK")
     if not shellcheck:
-        sys.exit("shellcheck not found: scripts/install-checkers.sh installs it")
+        sys.exit("shellcheck not found: verify/install.sh installs it")
     if not actionlint:
-        sys.exit("actionlint not found: scripts/install-checkers.sh installs it (or set KINDLING_ACTIONLINT)")
+        sys.exit("actionlint not found: verify/install.sh installs it (or set KINDLING_ACTIONLINT)")
     out = []
     if actionlint:
         env = dict(os.environ, PATH=f"{Path(shellcheck).parent}:{os.environ['PATH']}")
-        p = subprocess.run([actionlint, "-oneline", *map(str, files)], capture_output=True, text=True, env=env)
+        # From the root: actionlint names the files relative to its working directory.
+        p = subprocess.run([actionlint, "-oneline", *map(str, files)], capture_output=True, text=True, env=env,
+                           cwd=ROOT)
         out += [f"actionlint: {line}" for line in p.stdout.splitlines() if line.strip()]
         print(f"workflow-lint: actionlint ({actionlint})")
     p = subprocess.run([str(VENV_BIN / "yamllint"), "-s", "-c", str(ROOT / ".yamllint"), *map(str, files)],
@@ -107,23 +110,21 @@ def run(files: list[Path]) -> list[str]:
     return out
 
 
+def self_test() -> list[str]:
+    """The broken fixture against its .expected lines: what is missed or reported extra."""
+    got = run([TESTDATA / "workflow-broken.yml"])
+    expected = [line.strip() for line in (TESTDATA / "workflow-broken.expected").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    missed = [e for e in expected if not any(e in g for g in got)]
+    extra = [g for g in got if not any(e in g for e in expected)]
+    print(f"workflow-lint self-test: {len(expected) - len(missed)} of {len(expected)} expected reports")
+    return [f"not reported: {m}" for m in missed] + [f"unexpected: {x}" for x in extra]
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--self-test"]:
-        testdata = ROOT / "scripts" / "testdata"
-        got = run([testdata / "workflow-broken.yml"])
-        expected = [line.strip() for line in (testdata / "workflow-broken.expected").read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
-        missed = [e for e in expected if not any(e in g for g in got)]
-        extra = [g for g in got if not any(e in g for e in expected)]
-        for m in missed:
-            print(f"SELF-TEST FAIL: not reported: {m}")
-        for x in extra:
-            print(f"SELF-TEST FAIL: unexpected: {x}")
-        print(f"workflow-lint self-test: {len(expected) - len(missed)} passed, {len(missed) + len(extra)} failed")
-        return 1 if missed or extra else 0
     files = [Path(a) for a in argv]
     if not files:
-        sys.exit("usage: workflow_lint.py FILE... | --self-test")
+        sys.exit("usage: workflow_lint.py FILE...")
     problems = run(files)
     for p in problems:
         print(f"WORKFLOW FAIL {p}")

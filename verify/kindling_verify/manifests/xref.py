@@ -47,8 +47,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import yaml
 
@@ -406,7 +406,7 @@ def check_restricted(m: Manifests, r: Report) -> None:
         for c in w.containers():
             sc, where = c.get("securityContext") or {}, f"{w}: container {c['name']}"
 
-            def effective(key: str):
+            def effective(key: str, sc=sc, pod_sc=pod_sc):  # the container's setting, else the pod's
                 return sc.get(key, pod_sc.get(key))
 
             if effective("runAsNonRoot") is not True:

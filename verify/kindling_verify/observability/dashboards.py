@@ -21,8 +21,19 @@ from __future__ import annotations
 import yaml
 
 from kindling_verify.observability.prom_versions import duration_seconds, version_problems
-from kindling_verify.observability.promlib import (DASHBOARDS_DIR, DATASOURCES, GRAFANA_BUILTINS, OBS, RULES_DIR, dashboards,
-                     load_config, logql_grouping_labels, logql_selectors, panels, variable_refs)
+from kindling_verify.observability.promlib import (
+    DASHBOARDS_DIR,
+    DATASOURCES,
+    GRAFANA_BUILTINS,
+    OBS,
+    RULES_DIR,
+    dashboards,
+    load_config,
+    logql_grouping_labels,
+    logql_selectors,
+    panels,
+    variable_refs,
+)
 
 # Labels tracing-loki attaches for the API (see src/telemetry): the stream labels it is given
 # plus `level`, which the crate adds itself.

@@ -40,8 +40,18 @@ from pathlib import Path
 
 import yaml
 
-from kindling_verify.helpers import (KINDLING_BINARY, POSTGRES_IMAGE, ROOT, Postgres, find_test_tool, free_port, http,
-                                     start_api, stop_process, wait_for)
+from kindling_verify.helpers import (
+    KINDLING_BINARY,
+    POSTGRES_IMAGE,
+    ROOT,
+    Postgres,
+    find_test_tool,
+    free_port,
+    http,
+    start_api,
+    stop_process,
+    wait_for,
+)
 from kindling_verify.observability import lokilib, promlib, rule_test_series
 from kindling_verify.observability.fixtures import KubeletAndKsm
 from kindling_verify.observability.relabel import api_pod_metadata, node_target, pod_target, write_discovery

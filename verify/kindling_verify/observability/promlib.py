@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from kindling_verify.helpers import ROOT, kustomize, stop_process
+
 OBS = ROOT / "k8s" / "observability"
 PROM_CONFIG = OBS / "prometheus" / "prometheus.yaml"
 RULES_DIR = OBS / "prometheus" / "rules"
