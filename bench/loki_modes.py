@@ -11,8 +11,8 @@ and reads the Loki counters from /metrics.
           down     nothing listens on the port
           hanging  receiver accepts and reads, never answers
 
-Usage: scripts/bench-loki.py [--seconds 60] [--hanging-seconds 180] [--connections 8]
-Needs: Docker (for Postgres, via scripts/docker-setup.sh) or DATABASE_URL set, wrk
+Usage: bench/loki_modes.py [--seconds 60] [--hanging-seconds 180] [--connections 8]
+Needs: Docker (for Postgres, via verify/docker-setup.sh) or DATABASE_URL set, wrk
 (apt-get install wrk), cargo.
 """
 
