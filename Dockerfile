@@ -3,7 +3,7 @@
 #   docker build -t kindling-api .
 #
 # Base images are build arguments so that CI without a registry can pass local
-# equivalents (scripts/check-dev-loop.sh); the defaults are the official images.
+# equivalents (verify/run dev_loop); the defaults are the official images.
 #   RUST_IMAGE     compiler image (Debian 13 trixie, glibc 2.41, like the runtime)
 #   RUNTIME_IMAGE  distroless "cc" on Debian 13: glibc, libgcc, CA certificates, no shell
 ARG RUST_IMAGE=rust:1.95-slim-trixie

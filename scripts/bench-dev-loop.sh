@@ -12,13 +12,13 @@
 #   dependency     Cargo.toml changed -> binary rebuilt -> dev image rebuilt ->
 #   rebuild        container replaced -> ready (Tilt's fall_back_on path).
 #   image sizes    dev image (just built) and production image (kindling-api:check
-#                  from scripts/check-dev-loop.sh, if present).
+#                  from the dev-loop suite, verify/run dev_loop, if present).
 # Not included: Tilt's file-watch debounce and kubectl exec/kind overhead (a
 # kind cluster is not available here); see docs/dev-loop.md.
 #
 # Works on a copy of HEAD (git archive) under target/bench/, never on the
 # working tree; the copy's target dir persists, so only the first run compiles
-# all dependencies. Needs scripts/docker-setup.sh --builder to have run.
+# all dependencies. Needs verify/docker-setup.sh --builder to have run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,4 +1,5 @@
-# Shared by scripts/check-dev-loop.sh and scripts/bench-dev-loop.sh (sourced):
+# Shared by scripts/bench-dev-loop.sh (sourced) and the dev-loop suite
+# (verify/kindling_verify/dev_loop/test_images.py, which calls its functions):
 # a test Postgres and the API containers on a private Docker network, the way
 # the pod runs them (uid 10001, read-only root filesystem, tmpfs /tmp).
 # shellcheck shell=bash
@@ -10,7 +11,7 @@ PG="${NET}-postgres"
 PG_IMAGE="${PG_IMAGE:-local/postgres:test}"
 DB_URL="postgres://kindling:kindling@${PG}:5432/kindling"
 RUST_VERSION="$(rustc --version | awk '{print $2}')"
-RUST_IMAGE_LOCAL="local/rust:${RUST_VERSION}-trixie"  # scripts/docker-setup.sh --builder
+RUST_IMAGE_LOCAL="local/rust:${RUST_VERSION}-trixie"  # verify/docker-setup.sh --builder
 
 log() { printf '==> %s\n' "$*"; }
 now() { date +%s.%N; }

@@ -72,7 +72,7 @@ fn shared_postgres_port() -> u16 {
             // The sync runner owns its own runtime; start it off the test's runtime.
             std::thread::spawn(|| {
                 let container = postgres_request().start().expect(
-                    "start Postgres container (is Docker running? see scripts/docker-setup.sh)",
+                    "start Postgres container (is Docker running? see verify/docker-setup.sh)",
                 );
                 let port = container.get_host_port_ipv4(5432).expect("mapped port");
                 CONTAINER_ID.set(container.id().to_owned()).ok();
@@ -136,7 +136,7 @@ async fn check_server_is_like_production(port: u16) -> Result<(), String> {
         Err(format!(
             "test Postgres has server_encoding {encoding}, not UTF8 like production's \
              postgres:17-alpine: length limits would count bytes and lower() fold only ASCII. \
-             Use an image whose initdb runs in a UTF-8 locale (CI: scripts/docker-setup.sh)."
+             Use an image whose initdb runs in a UTF-8 locale (CI: verify/docker-setup.sh)."
         ))
     }
 }

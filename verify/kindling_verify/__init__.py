@@ -1,0 +1,1 @@
+"""kindling's CI verification: one subpackage per concern, tests beside their code."""

@@ -1,0 +1,1 @@
+"""The Kubernetes manifests offline: validators, cross-references (xref.py), the shutdown budget."""
