@@ -1,0 +1,1 @@
+"""The service's module graph: no two modules of src/ import each other."""

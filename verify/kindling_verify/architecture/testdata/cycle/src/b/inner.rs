@@ -1,0 +1,2 @@
+use crate::a::Other;
+use crate::c::Third;

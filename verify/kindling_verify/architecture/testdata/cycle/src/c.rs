@@ -1,0 +1,2 @@
+// mentions crate::a in a comment only
+pub struct Third;
