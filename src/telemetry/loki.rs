@@ -14,9 +14,10 @@
 //!    queue therefore never hold more than that many events, and its channel
 //!    never overflows silently.
 //! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process (an
-//!    HTTP/1.1 server on hyper), which answers at once, keeps at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
-//!    of compressed batches (dropping the oldest, counted) and forwards them to the real
-//!    Loki with a request timeout and backoff.
+//!    HTTP/1.1 server on hyper), which answers at once, keeps at most
+//!    LOKI_QUEUE_MAX_BYTES (default 4 MiB) of compressed batches (dropping
+//!    the oldest, counted) and forwards them to the real Loki with a request
+//!    timeout and backoff.
 //!
 //! Every event is thus delivered or counted in
 //! `kindling_loki_dropped_events_total`; stdout logging is unaffected.
@@ -374,6 +375,8 @@ impl LokiShipper {
 async fn accept(listener: TcpListener, relay: Arc<Relay>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let relay = relay.clone();
