@@ -227,8 +227,9 @@ fi
 # ---- live update ---------------------------------------------------------------------------
 cp "$HANDLER" "$WORK/handler.orig"
 marker="e2e-live-$RANDOM"
-# Only the liveness handler's body, `Json(json!({"status": "ok"}))`.
-sed -i.bak "s|Json(json!({\"status\": \"ok\"}))|Json(json!({\"status\": \"ok\", \"edit\": \"$marker\"}))|" "$HANDLER"
+# Only the liveness handler's body, `Json(Probe::ok(None))`: the probe then
+# answers {"status": "ok", "checks": {"edit": "<marker>"}}.
+sed -i.bak "s|Json(Probe::ok(None))|Json(Probe::ok(Some(json!({\"edit\": \"$marker\"}))))|" "$HANDLER"
 rm -f "$HANDLER.bak"
 if ! grep -q "$marker" "$HANDLER"; then
   fail "live update: could not edit $HANDLER"
