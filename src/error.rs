@@ -124,12 +124,6 @@ impl ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        DbError::from(e).into()
-    }
-}
-
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         use sqlx::Error as E;

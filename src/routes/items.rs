@@ -10,7 +10,7 @@ use crate::domain::page::{Page, PageRequest};
 use crate::error::{ApiError, Problem};
 use crate::guards::{IfMatch, JsonBody, ResourceId};
 use crate::repository::items::{self, UpdateOutcome};
-use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, ValidationProblem};
+use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
 
 /// An item with its version as a strong ETag (`"3"`).
 #[derive(Responder)]
@@ -47,7 +47,7 @@ fn etag(item: &Item) -> Header<'static> {
     operation_id = "listItems", tag = "items", params(PageRequest),
     responses(
         (status = 200, description = "A page of items in id order", body = Page<Item>),
-        (status = 422, description = "Invalid limit or cursor", body = ValidationProblem, content_type = PROBLEM_JSON),
+        PageErrors,
         DatabaseErrors,
     )
 )]

@@ -101,6 +101,15 @@ pub enum BodyErrors {
     Invalid(ValidationProblem),
 }
 
+/// The 422 of a list operation: `limit` or `cursor` is malformed.
+#[derive(IntoResponses)]
+#[response(
+    status = 422,
+    description = "Invalid limit or cursor",
+    content_type = PROBLEM_JSON
+)]
+pub struct PageErrors(pub ValidationProblem);
+
 /// The 503 of every operation that uses the database (`Retry-After` is
 /// `error::RETRY_AFTER_SECS`).
 #[derive(IntoResponses)]

@@ -10,7 +10,7 @@ use crate::domain::user::{NewUser, User};
 use crate::error::{ApiError, Problem};
 use crate::guards::{JsonBody, ResourceId};
 use crate::repository::users;
-use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, ValidationProblem};
+use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
 
 #[derive(Responder)]
 #[response(status = 201, content_type = "json")]
@@ -25,7 +25,7 @@ pub struct CreatedUser {
     operation_id = "listUsers", tag = "users", params(PageRequest),
     responses(
         (status = 200, description = "A page of users in id order", body = Page<User>),
-        (status = 422, description = "Invalid limit or cursor", body = ValidationProblem, content_type = PROBLEM_JSON),
+        PageErrors,
         DatabaseErrors,
     )
 )]
