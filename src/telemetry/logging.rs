@@ -1,5 +1,5 @@
-//! The log pipeline: every event is one JSON line on stdout (written by a
-//! background thread, see [`super::stdout`]) and, with LOKI_URL, shipped to
+//! The log pipeline: every event is one JSON line on stdout (formatted by
+//! [`super::json`], written by a background thread, see [`super::stdout`]) and, with LOKI_URL, shipped to
 //! Loki (see [`super::loki`]). `RUST_LOG` filters both. `log` records
 //! (Rocket's, sqlx's) are bridged into tracing.
 
@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::{loki, stdout};
+use super::{json, loki, stdout};
 use crate::config::TelemetrySettings;
 
 /// Why logging could not start. Each keeps its cause.
@@ -40,11 +40,8 @@ pub async fn init(settings: &TelemetrySettings) -> Result<Logging, LoggingError>
     };
     let (lines, stdout) = stdout::spawn().map_err(LoggingError::Stdout)?;
     let stdout_layer = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
+        .fmt_fields(json::JsonFields)
+        .event_format(json::JsonLines)
         .with_writer(lines);
     tracing_subscriber::registry()
         .with(filter)

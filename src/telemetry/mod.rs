@@ -17,6 +17,7 @@
 //! [`crate::db::DbObserver`], which [`metrics::Metrics`] implements: `db`
 //! does not know about telemetry.
 
+pub mod json;
 pub mod logging;
 pub mod loki;
 pub mod metrics;
