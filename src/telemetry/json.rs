@@ -43,11 +43,10 @@ impl<'w> FormatFields<'w> for JsonFields {
         current: &'w mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let first = current.fields.is_empty();
-        let mut writer = current.as_writer();
-        let mut visitor = FieldWriter::new(&mut writer, first);
-        fields.record(&mut visitor);
-        visitor.result
+        if !current.fields.is_empty() {
+            current.fields.push(',');
+        }
+        self.format_fields(current.as_writer(), fields)
     }
 }
 
