@@ -1,6 +1,7 @@
 //! kindling: the items and users API that the kindling platform runs.
 //!
 //! Where things live:
+//! - `cli`         the command line (`kindling serve|migrate|healthcheck|openapi`)
 //! - `config`      reads the environment (one place), `Settings`
 //! - `startup`     assembles the Rocket application (`build_rocket`)
 //! - `routes/*`    one file per resource; `routes::all()` lists every route
@@ -11,6 +12,7 @@
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
