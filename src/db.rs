@@ -1,11 +1,15 @@
-//! The database: a lazily connecting sqlx pool behind rocket_db_pools'
-//! request guards, the embedded migrations, and schema checks for health.
+//! The database: a lazily connecting pool of sqlx connections behind
+//! rocket_db_pools' request guards, the embedded migrations, and schema
+//! checks for health.
 //!
 //! rocket_db_pools 0.2's built-in sqlx pool connects eagerly at ignition, so a
 //! database that is down at start-up would abort the launch. [`LazyPgPool`]
-//! implements its `Pool` trait with `connect_lazy_with`: the process starts,
-//! answers live/startup, and the `Connection<Db>` guard answers 503 until
-//! Postgres is reachable.
+//! implements its `Pool` trait with our [`pool::PgPool`], which connects on
+//! first use (and, unlike `sqlx::PgPool`, takes connections back without a
+//! round trip: see `pool.rs`): the process starts, answers live/startup, and
+//! the `Connection<Db>` guard answers 503 until Postgres is reachable.
+
+pub mod pool;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,9 +35,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[database("kindling")]
 pub struct Db(LazyPgPool);
 
-/// A `sqlx::PgPool` that does not connect until first used.
+/// The pool, which does not connect until first used, and the per-query
+/// time limit.
 pub struct LazyPgPool {
-    pub pool: sqlx::PgPool,
+    pub pool: pool::PgPool,
     pub query_timeout: Duration,
 }
 
@@ -61,7 +66,7 @@ impl From<&DatabaseSettings> for PoolFigment {
 
 #[rocket::async_trait]
 impl Pool for LazyPgPool {
-    type Connection = sqlx::pool::PoolConnection<sqlx::Postgres>;
+    type Connection = pool::PooledConnection;
     type Error = sqlx::Error;
 
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
@@ -69,13 +74,14 @@ impl Pool for LazyPgPool {
             .extract()
             .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
         let query_timeout = Duration::from_millis(cfg.query_timeout_ms);
+        let options = pool::PoolOptions {
+            max_connections: cfg.max_connections,
+            min_connections: cfg.min_connections,
+            acquire_timeout: Duration::from_millis(cfg.acquire_timeout_ms),
+            idle_timeout: IDLE_TIMEOUT,
+        };
         Ok(LazyPgPool {
-            pool: pool_options(
-                cfg.max_connections,
-                cfg.min_connections,
-                cfg.acquire_timeout_ms,
-            )
-            .connect_lazy_with(connect_options(&cfg.url, query_timeout)?),
+            pool: pool::PgPool::new_lazy(connect_options(&cfg.url, query_timeout)?, options),
             query_timeout,
         })
     }
@@ -85,51 +91,18 @@ impl Pool for LazyPgPool {
     }
 
     /// Runs as a Rocket shutdown fairing, and Rocket stops accepting
-    /// connections only after its shutdown fairings return. sqlx's `close`
-    /// waits until every checked-out connection comes back, which a request
-    /// stuck in a long query would delay without limit, holding the listener
-    /// open (new connections hang) and the process alive. So: mark the pool
-    /// closed and let the idle connections close in the background; requests
-    /// in flight keep theirs, and Rocket's grace and mercy bound the rest.
+    /// connections only after its shutdown fairings return, so this must not
+    /// wait for checked-out connections (a request stuck in a long query
+    /// would hold the listener open and the process alive). It closes the
+    /// idle connections in the background; requests in flight keep theirs,
+    /// and Rocket's grace and mercy bound the rest.
     async fn close(&self) {
-        let pool = self.pool.clone();
-        tokio::spawn(async move { pool.close().await });
+        self.pool.close();
     }
 }
 
-fn pool_options(max: u32, min: u32, acquire_timeout_ms: u64) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max)
-        .min_connections(min)
-        .acquire_timeout(Duration::from_millis(acquire_timeout_ms))
-        // A connection that died with the server is discarded on checkout
-        // instead of failing the request that drew it: see `still_alive`.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| Box::pin(still_alive(conn, meta)))
-        .idle_timeout(Duration::from_secs(300))
-}
-
-/// A connection back in the pool within this long is handed out without a
-/// ping. sqlx already pings every connection as it returns to the pool, so
-/// one that came back this recently was answering a moment ago; HikariCP
-/// skips its liveness check the same way (`aliveBypassWindowMs`, 500 ms).
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
-/// The checkout test. Pinging every connection on checkout
-/// (`test_before_acquire`) made every request cost three round trips to
-/// Postgres — ping, query, and sqlx's ping on release — instead of two
-/// (docs/performance.md). Now only a connection idle for longer than
-/// [`PING_IF_IDLE_FOR`], the kind that can have outlived a server restart, is
-/// pinged; a dead one is closed and the pool hands out another.
-async fn still_alive(
-    conn: &mut PgConnection,
-    meta: sqlx::pool::PoolConnectionMetadata,
-) -> Result<bool, sqlx::Error> {
-    if meta.idle_for > PING_IF_IDLE_FOR {
-        sqlx::Connection::ping(conn).await?;
-    }
-    Ok(true)
-}
+/// Idle connections beyond `DATABASE_MIN_CONNECTIONS` are closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Connection options shared by the pool and `kindling migrate`. The server
 /// enforces the same statement timeout the client waits for.
@@ -207,7 +180,7 @@ impl DbConn {
         query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, DbError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.query_timeout, query(&mut self.conn)).await;
+        let result = tokio::time::timeout(self.query_timeout, self.conn.round_trip(query)).await;
         let reached_database = matches!(&result, Ok(Ok(_)) | Ok(Err(sqlx::Error::Database(_))));
         self.observer
             .query_finished(operation, started.elapsed(), reached_database);

@@ -7,7 +7,7 @@
 //! - `routes/*`    one file per resource; `routes::all()` lists every route
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
-//! - `db`          pool, migrations, schema checks, query time limits
+//! - `db`          connection pool (`db/pool.rs`), migrations, schema checks, query time limits
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki

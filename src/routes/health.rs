@@ -90,11 +90,14 @@ impl Checks {
         let start = Instant::now();
         let probe = tokio::time::timeout(READY_TIMEOUT, async {
             let mut conn = db.pool.acquire().await?;
-            sqlx::query("SELECT 1").execute(&mut *conn).await?;
-            let db_latency = start.elapsed();
-            let schema_start = Instant::now();
-            let schema = schema_status(&mut conn).await?;
-            Ok::<_, sqlx::Error>((db_latency, schema, schema_start.elapsed()))
+            conn.round_trip(async |conn| {
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                let db_latency = start.elapsed();
+                let schema_start = Instant::now();
+                let schema = schema_status(conn).await?;
+                Ok((db_latency, schema, schema_start.elapsed()))
+            })
+            .await
         })
         .await;
         let startup = Check {

@@ -210,7 +210,7 @@ impl Metrics {
     }
 
     /// The text exposition, with pool gauges read at scrape time.
-    pub fn render(&self, pool: &sqlx::PgPool) -> String {
+    pub fn render(&self, pool: &crate::db::pool::PgPool) -> String {
         let size = i64::from(pool.size());
         let idle = pool.num_idle() as i64;
         self.db_pool_connections

@@ -12,4 +12,5 @@ mod metrics;
 mod openapi;
 mod outage;
 mod pagination;
+mod pool;
 mod users;
