@@ -7,8 +7,11 @@
       parameters as pgbench variables (bound as parameters under -M prepared).
   benchlib.py pgbench-row STDOUT LOGFILE... > row.json
       pgbench's tps and the latency percentiles of its per-transaction log.
+  benchlib.py row-cpu ROW_JSON TICKS CLK_TCK
+      Adds the API process's CPU time during the row (`api_cpu_s`).
   benchlib.py summary ROW_JSON
-      One line: rps and latency percentiles of a row (for run.sh's log).
+      One line: rps, latency percentiles and API CPU per request of a row
+      (for run.sh's log).
   benchlib.py report WORKDIR RESULT_JSON
       The table with medians and ratios on stdout, the JSON result file, and
       the nothing-lost checks; exits 1 if a check fails.
@@ -84,6 +87,22 @@ def pgbench_row(stdout_file, logs):
     }
     json.dump(row, sys.stdout)
     print()
+
+
+def row_cpu(path, ticks, clk_tck):
+    """Adds the API's CPU time during an HTTP row (from /proc/PID/stat) to it."""
+    with open(path) as f:
+        row = json.load(f)
+    row["api_cpu_s"] = int(ticks) / int(clk_tck)
+    with open(path, "w") as f:
+        json.dump(row, f)
+        f.write("\n")
+
+
+def cpu_us_per_request(row):
+    if "api_cpu_s" not in row or not row.get("requests"):
+        return None
+    return row["api_cpu_s"] * 1e6 / row["requests"]
 
 
 # ----------------------------------------------------------------- report
@@ -175,6 +194,15 @@ def report(workdir, result_path):
     full_vs_error = ratio_per_rep(rows, "get", lambda r: rps("get_error_level", r))
     if full_vs_error is not None:
         ratios["telemetry_cost"] = 1 - full_vs_error
+    # The same cost seen as the API's own CPU per request (no target): less
+    # sensitive than throughput to what else the 2 cores are doing.
+    cpu_costs = []
+    for rep, row in rows.get("get", {}).items():
+        full = cpu_us_per_request(row)
+        quiet = cpu_us_per_request(rows.get("get_error_level", {}).get(rep, {}))
+        if full and quiet:
+            cpu_costs.append(1 - quiet / full)
+    ratios["telemetry_cost_cpu"] = statistics.median(cpu_costs) if cpu_costs else None
 
     full = [i for i in instances if i["log_level"] == "default"]
     rss_after = max((i["rss_after_load_kib"] for i in full), default=0) / 1024
@@ -187,8 +215,10 @@ def report(workdir, result_path):
         reps = rows.get(name)
         if not reps:
             continue
+        cpu = [c for c in (cpu_us_per_request(r) for r in reps.values()) if c is not None]
         summary[name] = {
             "rps": statistics.median(r["rps"] for r in reps.values()),
+            "api_cpu_us_per_request": statistics.median(cpu) if cpu else None,
             "p50_ms": statistics.median(r["latency_us"]["p50"] for r in reps.values()) / 1e3,
             "p99_ms": statistics.median(r["latency_us"]["p99"] for r in reps.values()) / 1e3,
             "p999_ms": statistics.median(r["latency_us"]["p999"] for r in reps.values()) / 1e3,
@@ -251,13 +281,16 @@ def report(workdir, result_path):
           f"{m['connections']} connections; {m['machine']['nproc']} cores "
           f"({m['machine']['cpu']}), {m['versions']['postgres']}; "
           f"load before {m['load_before']}, after {m['load_after']}")
-    print(f"\n{'row':<46} {'rps (median)':>12} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  per rep")
+    print(f"\n{'row':<46} {'rps (median)':>12} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+          f"{'API µs/req':>10}  per rep")
     for name, label in ROWS:
         s = summary.get(name)
         if s:
             reps = " ".join(f"{v:.0f}" for v in s["reps"])
+            cpu = s["api_cpu_us_per_request"]
+            shown = "" if cpu is None else f"{cpu:.1f}"
             print(f"{label:<46} {s['rps']:>12.0f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} "
-                  f"{s['p999_ms']:>9.2f}  {reps}")
+                  f"{s['p999_ms']:>9.2f} {shown:>10}  {reps}")
     print(f"\nRSS idle {rss_idle:.1f} MiB, after load {rss_after:.1f} MiB; "
           f"start-to-ready {ready:.0f} ms (median)")
     print("\nratios (median over repetitions of same-repetition ratios):")
@@ -279,8 +312,10 @@ def summary_line(path):
     lat = r["latency_us"]
     rps = r.get("rps") or r["requests"] / (r["duration_us"] / 1e6)
     errors = sum(r["errors"].values())
+    cpu = cpu_us_per_request(r)
+    shown = "" if cpu is None else f"  API {cpu:.1f} µs/req"
     print(f"{rps:9.0f} rps  p50 {lat['p50'] / 1e3:.2f} ms  p99 {lat['p99'] / 1e3:.2f} ms  "
-          f"p99.9 {lat['p999'] / 1e3:.2f} ms  errors {errors}")
+          f"p99.9 {lat['p999'] / 1e3:.2f} ms  errors {errors}{shown}")
 
 
 def main(argv):
@@ -289,6 +324,9 @@ def main(argv):
         return 0
     if len(argv) >= 3 and argv[1] == "pgbench-scripts":
         pgbench_scripts(argv[2], argv[3])
+        return 0
+    if len(argv) == 5 and argv[1] == "row-cpu":
+        row_cpu(argv[2], argv[3], argv[4])
         return 0
     if len(argv) >= 3 and argv[1] == "pgbench-row":
         pgbench_row(argv[2], argv[3:])

@@ -149,10 +149,16 @@ stop_api() {
 # ---------------------------------------------------------------- rows
 summary() { python3 bench/benchlib.py summary "$1"; }
 
+# CPU time (user + system, in clock ticks) the API process has used so far.
+api_cpu_ticks() { awk '{print $14 + $15}' "/proc/$API_PID/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 http_row() { # ROW SCRIPT REP
-  local out=$WORK/rows/$1.$3.json
+  local out=$WORK/rows/$1.$3.json cpu0
+  cpu0=$(api_cpu_ticks)
   WRK_OUT=$out WRK_LUA_DIR=$ROOT/bench/wrk BENCH_ITEMS=$ITEMS BENCH_THREADS=$THREADS \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s "bench/wrk/$2.lua" "$API" >>"$WORK/wrk.log"
+  python3 bench/benchlib.py row-cpu "$out" "$(($(api_cpu_ticks) - cpu0))" "$CLK_TCK"
   log "$(printf '%-16s' "$1") $(summary "$out")"
 }
 
