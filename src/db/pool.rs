@@ -23,7 +23,10 @@
 //!   dead, closed; the checkout then tries the next one or opens a new one.
 //!
 //! Bounds: at most `max_connections` are open or lent; a checkout waits at
-//! most `acquire_timeout` (then `sqlx::Error::PoolTimedOut`); connections
+//! most `acquire_timeout` (then `sqlx::Error::PoolTimedOut`), and one that
+//! must open a connection to a server that refuses fails at once with that
+//! error rather than retrying until the timeout (the request gets its 503
+//! sooner; sqlx's pool retried); connections
 //! idle for `idle_timeout` are closed, down to `min_connections`, which a
 //! background task also keeps open when the server is reachable.
 
