@@ -207,11 +207,12 @@ impl Shared {
         Ok(list.conns.pop())
     }
 
-    /// Puts a connection back (or drops it if the pool has closed), then
-    /// returns the permit, in that order: a waiter woken by the permit finds
-    /// the connection.
-    fn give_back(&self, live: Live) {
-        {
+    /// Returns a permit, with the connection that held it if that is still
+    /// good (`None`: it was never opened, or is dropped, closing it). The
+    /// connection goes back first (unless the pool has closed), so a waiter
+    /// woken by the permit finds it.
+    fn release(&self, live: Option<Live>) {
+        if let Some(live) = live {
             let mut list = self.lock_idle();
             if !list.closed {
                 list.conns.push(Idle {
@@ -258,31 +259,28 @@ impl PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        let Some(live) = self.live.take() else {
-            self.pool.permits.add_permits(1);
-            return;
-        };
-        if self.settled {
-            self.pool.give_back(live);
-            return;
+        match self.live.take() {
+            Some(live) if !self.settled => self.ping_then_release(live),
+            live => self.pool.release(live),
         }
+    }
+}
+
+impl PooledConnection {
+    /// For a connection whose last round trip did not end cleanly: pings it
+    /// in the background and gives it back only if it answers. The permit
+    /// travels with the connection until then, so the pool never has more
+    /// than `max_connections` open.
+    fn ping_then_release(&self, mut live: Live) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             drop(live);
-            self.pool.permits.add_permits(1);
+            self.pool.release(None);
             return;
         };
-        // The permit travels with the connection until it is back or closed,
-        // so the pool never has more than `max_connections` open.
         let pool = self.pool.clone();
         rt.spawn(async move {
-            let mut live = live;
-            match tokio::time::timeout(RELEASE_PING_TIMEOUT, live.conn.ping()).await {
-                Ok(Ok(())) => pool.give_back(live),
-                _ => {
-                    drop(live);
-                    pool.permits.add_permits(1);
-                }
-            }
+            let answered = tokio::time::timeout(RELEASE_PING_TIMEOUT, live.conn.ping()).await;
+            pool.release(matches!(answered, Ok(Ok(()))).then_some(live));
         });
     }
 }
@@ -325,9 +323,9 @@ async fn maintain(pool: Weak<Shared>) {
             };
             permit.forget();
             match pool.connect.connect().await {
-                Ok(conn) => pool.give_back(Live::new(conn, &pool.open)),
+                Ok(conn) => pool.release(Some(Live::new(conn, &pool.open))),
                 Err(_) => {
-                    pool.permits.add_permits(1);
+                    pool.release(None);
                     break;
                 }
             }
