@@ -1,7 +1,8 @@
-//! The log pipeline: every event is one JSON line on stdout (formatted by
-//! [`super::json`], written by a background thread, see [`super::stdout`]) and, with LOKI_URL, shipped to
-//! Loki (see [`super::loki`]). `RUST_LOG` filters both. `log` records
-//! (Rocket's, sqlx's) are bridged into tracing.
+//! The log pipeline: every event is one JSON line (formatted once by
+//! [`super::json`]), written to stdout by a background thread (see
+//! [`super::stdout`]) and, with LOKI_URL, the same line shipped to Loki (see
+//! [`super::loki`]). `RUST_LOG` filters both. `log` records (Rocket's,
+//! sqlx's) are bridged into tracing.
 
 use std::time::Duration;
 
@@ -29,16 +30,14 @@ pub enum LoggingError {
 /// handle that flushes both at shutdown. Must run inside a Tokio runtime.
 pub async fn init(settings: &TelemetrySettings) -> Result<Logging, LoggingError> {
     let filter = EnvFilter::try_new(&settings.log_filter).map_err(LoggingError::Filter)?;
-    let (loki_layer, loki) = match &settings.loki_url {
+    let (sink, loki) = match &settings.loki_url {
         Some(url) => {
-            let (layer, shipper) = loki::start(settings, url)
-                .await
-                .map_err(LoggingError::Loki)?;
-            (Some(layer), Some(shipper))
+            let (sink, shipper) = loki::start(settings, url).map_err(LoggingError::Loki)?;
+            (Some(sink), Some(shipper))
         }
         None => (None, None),
     };
-    let (lines, stdout) = stdout::spawn().map_err(LoggingError::Stdout)?;
+    let (lines, stdout) = stdout::spawn(sink).map_err(LoggingError::Stdout)?;
     let stdout_layer = tracing_subscriber::fmt::layer()
         .fmt_fields(json::JsonFields)
         .event_format(json::JsonLines)
@@ -46,7 +45,6 @@ pub async fn init(settings: &TelemetrySettings) -> Result<Logging, LoggingError>
     tracing_subscriber::registry()
         .with(filter)
         .with(stdout_layer)
-        .with(loki_layer)
         .try_init()
         .map_err(LoggingError::AlreadySet)?;
     Ok(Logging { stdout, loki })

@@ -1,77 +1,73 @@
-//! Log shipping to Loki with tracing-loki, bounded so that a Loki that is
-//! down, slow or hanging can never slow a request or grow memory.
+//! Log shipping to Loki: each event's stdout line, pushed as it is.
 //!
-//! tracing-loki 0.2.7 has three unbounded behaviours: its 512-slot event
-//! channel drops silently when full, its send queue has no limit, and its
-//! HTTP client has no timeout, so a Loki that accepts connections and never
-//! answers makes the queue grow forever. We keep tracing-loki for what it
-//! does well (labels, per-level streams, protobuf + snappy encoding) and put
-//! two bounds around it:
+//! Every event is formatted once, by [`super::json`]. The stdout writer's
+//! [`super::stdout::LineWriter`] hands the finished line to stdout and, with
+//! LOKI_URL, to [`LokiSink::admit`] here: the same bytes, shared, not copied
+//! or formatted again. Loki gets exactly the JSON object stdout gets.
 //!
-//! 1. [`BoundedLayer`] admits an event into tracing-loki only while fewer
-//!    than [`MAX_UNACKED_EVENTS`] admitted events are still unaccounted for;
-//!    otherwise it drops the event and counts it. tracing-loki's channel and
-//!    queue therefore never hold more than that many events, and its channel
-//!    never overflows silently.
-//! 2. tracing-loki pushes to a relay on 127.0.0.1 inside this process (an
-//!    HTTP/1.1 server on hyper), which answers at once, keeps at most
-//!    LOKI_QUEUE_MAX_BYTES (default 4 MiB) of compressed batches (dropping
-//!    the oldest, counted) and forwards them to the real Loki with a request
-//!    timeout and backoff.
+//! Streams are labelled `app`, `namespace`, `environment` and `level` (low
+//! cardinality); the pod's name rides on each entry as structured metadata
+//! (`pod`), which Loki 3 stores beside the line without making a stream of
+//! it.
 //!
-//! Every event is thus delivered or counted in
-//! `kindling_loki_dropped_events_total`; stdout logging is unaffected.
+//! Nothing here can slow a request or grow memory without bound, whatever
+//! Loki does (down, slow, hanging, rejecting):
+//!
+//! 1. [`LokiSink::admit`] appends the line to a pending list under a short
+//!    lock and returns. Beyond [`MAX_PENDING_EVENTS`] it drops the line and
+//!    counts it. The batcher task is woken once per batch, not per event.
+//! 2. The batcher turns the pending lines into one push body (protobuf
+//!    `logproto.PushRequest`, snappy-compressed) every [`BATCH_INTERVAL`], or
+//!    sooner once [`WAKE_AT_PENDING`] lines wait, and queues it in the
+//!    outbox. The outbox holds at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
+//!    of bodies and drops the oldest beyond that, counted.
+//! 3. The forwarder sends one body at a time with a timeout, retries with
+//!    backoff while Loki is unavailable, and drops (counted) what Loki
+//!    rejects for good.
+//!
+//! Every line is thus delivered or counted in
+//! `kindling_loki_dropped_events_total`; stdout is unaffected either way.
 
 use std::collections::VecDeque;
+use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper::StatusCode;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{Event, Subscriber, span};
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::Level;
 
 use crate::config::TelemetrySettings;
 
-/// Events admitted to tracing-loki but not yet handed to the relay. Sized
-/// for bursts: at several thousand requests a second on a busy 2-core
-/// machine, tracing-loki's push round trip can stall for a few hundred
-/// milliseconds, and a window of 400 then dropped events (bench/run.sh
-/// checks that none are). At ~0.5 KiB per queued event this bounds the
-/// memory at about 2 MiB.
-pub const MAX_UNACKED_EVENTS: u64 = 4096;
-/// Largest push body the relay accepts from tracing-loki.
-const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-/// Largest request head (request line and headers) the relay reads.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Upper bound on one push to the real Loki.
+/// Lines waiting for the batcher before new ones are dropped (and counted).
+/// The batcher normally takes them every [`BATCH_INTERVAL`] or at
+/// [`WAKE_AT_PENDING`]; the rest is headroom for a batcher that two busy
+/// cores leave waiting. At ~0.3 KiB per access line this bounds the memory
+/// at about 2.5 MiB.
+pub const MAX_PENDING_EVENTS: usize = 8192;
+/// Lines that wake the batcher before its interval is up.
+const WAKE_AT_PENDING: usize = 512;
+/// How long lines gather into one push once the first one is pending.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Upper bound on one push to Loki.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// At most one push from tracing-loki per this interval (see `serve_pushes`).
-const PUSH_PACING: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Target of the relay's own events (Loki down, rejected, resumed). They go
-/// to stdout only: shipped to a Loki that rejects batches, each rejection's
-/// warning would be a new batch to reject, a push loop without end.
-const RELAY_TARGET: &str = "kindling::loki";
+/// Target of the shipper's own events (Loki down, rejected, resumed). They
+/// go to stdout only: shipped to a Loki that rejects batches, each
+/// rejection's warning would be a new batch to reject, a push loop without
+/// end.
+pub const SHIPPER_TARGET: &str = "kindling::loki";
 
 /// Process-wide counters (logging is process-wide), exported as metrics.
 #[derive(Default)]
 pub struct LokiStats {
-    /// Events admitted into tracing-loki.
+    /// Lines admitted into the pending list.
     pub admitted: AtomicU64,
-    /// Events the relay has received from tracing-loki.
-    pub relayed: AtomicU64,
+    /// Lines encoded into a push body.
+    pub batched: AtomicU64,
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_bytes: AtomicU64,
@@ -79,9 +75,11 @@ pub struct LokiStats {
 
 pub static LOKI_STATS: LazyLock<LokiStats> = LazyLock::new(LokiStats::default);
 
-/// Loki's `logproto.PushRequest` (pkg/push/push.proto), decoded only to count
-/// entries per batch. Also used by the tests' receiver.
+/// Loki's push message (`logproto.PushRequest`, pkg/push/push.proto), with
+/// only the fields the service sends. Also decoded by the tests' receiver.
 pub mod proto {
+    use bytes::Bytes;
+
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PushRequest {
         #[prost(message, repeated, tag = "1")]
@@ -90,20 +88,31 @@ pub mod proto {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct StreamAdapter {
+        /// The stream's labels in selector syntax: `{app="…",level="info"}`.
         #[prost(string, tag = "1")]
         pub labels: String,
         #[prost(message, repeated, tag = "2")]
         pub entries: Vec<EntryAdapter>,
-        #[prost(uint64, tag = "3")]
-        pub hash: u64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct EntryAdapter {
         #[prost(message, optional, tag = "1")]
         pub timestamp: Option<prost_types::Timestamp>,
+        /// A `string` in the .proto; `bytes` has the same encoding and lets
+        /// the stdout line be shared instead of copied into a `String`.
+        #[prost(bytes = "bytes", tag = "2")]
+        pub line: Bytes,
+        #[prost(message, repeated, tag = "3")]
+        pub structured_metadata: Vec<LabelPairAdapter>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelPairAdapter {
+        #[prost(string, tag = "1")]
+        pub name: String,
         #[prost(string, tag = "2")]
-        pub line: String,
+        pub value: String,
     }
 
     /// Why a push body could not be read.
@@ -115,74 +124,179 @@ pub mod proto {
         Protobuf(#[from] prost::DecodeError),
     }
 
-    /// Decodes a push body: snappy raw (block) format around the protobuf.
+    /// Snappy raw (block) format around the protobuf, as Loki takes it.
+    pub fn encode(push: &PushRequest) -> Result<Vec<u8>, snap::Error> {
+        snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(push))
+    }
+
+    /// The reverse of [`encode`].
     pub fn decode(body: &[u8]) -> Result<PushRequest, DecodeError> {
-        decode_as(body)
-    }
-
-    /// Snappy raw (block) format around a protobuf message `M`.
-    fn decode_as<M: prost::Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
         let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-        Ok(M::decode(raw.as_slice())?)
-    }
-
-    /// The same message with only what counting needs: entries decode as
-    /// empty messages, so their lines and labels are skipped, not copied.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct PushCount {
-        #[prost(message, repeated, tag = "1")]
-        streams: Vec<StreamCount>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct StreamCount {
-        #[prost(message, repeated, tag = "2")]
-        entries: Vec<Skipped>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Skipped {}
-
-    /// The number of entries in a push body.
-    pub fn count_entries(body: &[u8]) -> Result<u64, DecodeError> {
-        let push: PushCount = decode_as(body)?;
-        Ok(push.streams.iter().map(|s| s.entries.len() as u64).sum())
+        Ok(prost::Message::decode(raw.as_slice())?)
     }
 }
 
-/// Admission control in front of tracing-loki's layer (see module docs).
-pub struct BoundedLayer<L> {
-    inner: L,
+/// Loki's level label values, in the order of [`level_index`].
+const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+fn level_index(level: Level) -> usize {
+    match level {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        Level::ERROR => 4,
+    }
 }
 
-impl<S, L> Layer<S> for BoundedLayer<L>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    L: Layer<S>,
-{
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_new_span(attrs, id, ctx);
+/// One line waiting for the batcher.
+struct Pending {
+    level: usize,
+    at: SystemTime,
+    line: Bytes,
+}
+
+#[derive(Default)]
+struct PendingList {
+    lines: Vec<Pending>,
+    /// Set by the final flush: later lines are counted as dropped.
+    closed: bool,
+}
+
+/// Where the stdout writer hands each line (see module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct LokiSink(Arc<Sink>);
+
+struct Sink {
+    pending: Mutex<PendingList>,
+    wake: Notify,
+    /// Each level's stream labels, formatted once.
+    labels: [String; 5],
+    pod: String,
+}
+
+impl LokiSink {
+    fn new(settings: &TelemetrySettings) -> Self {
+        let labels = LEVELS.map(|level| {
+            format!(
+                "{{app=\"kindling-api\",environment=\"{}\",level=\"{level}\",namespace=\"{}\"}}",
+                label_value(&settings.environment),
+                label_value(&settings.namespace),
+            )
+        });
+        LokiSink(Arc::new(Sink {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            labels,
+            pod: settings.pod_name.clone(),
+        }))
     }
 
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        self.inner.on_record(id, values, ctx);
+    fn pending(&self) -> MutexGuard<'_, PendingList> {
+        self.0.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if event.metadata().target() == RELAY_TARGET {
+    /// Queues one finished line (with its trailing newline) for Loki, or
+    /// drops and counts it when [`MAX_PENDING_EVENTS`] are already waiting.
+    /// Never blocks beyond a short lock.
+    pub fn admit(&self, level: Level, line: Bytes) {
+        let at = SystemTime::now();
+        let mut pending = self.pending();
+        if pending.closed || pending.lines.len() >= MAX_PENDING_EVENTS {
+            drop(pending);
+            LOKI_STATS.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let stats = &*LOKI_STATS;
-        let unacked = stats
-            .admitted
-            .load(Ordering::Relaxed)
-            .saturating_sub(stats.relayed.load(Ordering::Relaxed));
-        if unacked >= MAX_UNACKED_EVENTS {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        pending.lines.push(Pending {
+            level: level_index(level),
+            at,
+            line,
+        });
+        let waiting = pending.lines.len();
+        drop(pending);
+        LOKI_STATS.admitted.fetch_add(1, Ordering::Relaxed);
+        // The first line starts a batch; many lines end it early.
+        if waiting == 1 || waiting == WAKE_AT_PENDING {
+            self.0.wake.notify_one();
+        }
+    }
+
+    /// Takes every pending line and queues them as one push body.
+    fn ship_pending(&self, outbox: &Outbox, close: bool) {
+        let lines = {
+            let mut pending = self.pending();
+            pending.closed |= close;
+            mem::take(&mut pending.lines)
+        };
+        if lines.is_empty() {
             return;
         }
-        stats.admitted.fetch_add(1, Ordering::Relaxed);
-        self.inner.on_event(event, ctx);
+        let count = lines.len() as u64;
+        let mut streams: [Vec<proto::EntryAdapter>; 5] = Default::default();
+        for Pending {
+            level,
+            at,
+            mut line,
+        } in lines
+        {
+            if line.last() == Some(&b'\n') {
+                line.truncate(line.len() - 1);
+            }
+            streams[level].push(proto::EntryAdapter {
+                timestamp: Some(at.into()),
+                line,
+                structured_metadata: vec![proto::LabelPairAdapter {
+                    name: "pod".into(),
+                    value: self.0.pod.clone(),
+                }],
+            });
+        }
+        let push = proto::PushRequest {
+            streams: streams
+                .into_iter()
+                .zip(&self.0.labels)
+                .filter(|(entries, _)| !entries.is_empty())
+                .map(|(entries, labels)| proto::StreamAdapter {
+                    labels: labels.clone(),
+                    entries,
+                })
+                .collect(),
+        };
+        LOKI_STATS.batched.fetch_add(count, Ordering::Relaxed);
+        match proto::encode(&push) {
+            Ok(body) => outbox.enqueue(Batch {
+                body: body.into(),
+                entries: count,
+            }),
+            // Only for a body over snappy's ~4 GiB limit, which the pending
+            // bound rules out; counted all the same.
+            Err(_) => {
+                LOKI_STATS.dropped.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A label value inside double quotes, escaped as Loki's selector syntax
+/// (and Prometheus's) requires.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Gathers pending lines into push bodies: woken by the first pending line,
+/// it waits [`BATCH_INTERVAL`] (or until [`WAKE_AT_PENDING`] lines wait)
+/// and ships them all.
+async fn batch(sink: LokiSink, outbox: Arc<Outbox>) {
+    loop {
+        sink.0.wake.notified().await;
+        tokio::select! {
+            () = tokio::time::sleep(BATCH_INTERVAL) => {}
+            () = sink.0.wake.notified() => {}
+        }
+        sink.ship_pending(&outbox, false);
     }
 }
 
@@ -202,14 +316,23 @@ struct Backlog {
     sending: bool,
 }
 
-struct Relay {
+struct Outbox {
     max_bytes: usize,
     backlog: Mutex<Backlog>,
     ready: Notify,
     idle: Notify,
 }
 
-impl Relay {
+impl Outbox {
+    fn new(max_bytes: usize) -> Self {
+        Outbox {
+            max_bytes,
+            backlog: Mutex::default(),
+            ready: Notify::new(),
+            idle: Notify::new(),
+        }
+    }
+
     fn backlog(&self) -> MutexGuard<'_, Backlog> {
         self.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -287,158 +410,91 @@ impl Relay {
 /// Why log shipping could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LokiError {
-    #[error("the in-process relay could not listen on 127.0.0.1")]
-    Relay(#[source] std::io::Error),
+    #[error("the push URL {0:?} is invalid")]
+    Url(String, #[source] reqwest::Error),
     #[error("the HTTP client could not be built")]
     Client(#[source] reqwest::Error),
-    #[error("tracing-loki refused the relay's URL or a label")]
-    Layer(#[source] tracing_loki::Error),
-    #[error("the relay's URL is invalid")]
-    Url(#[source] tracing_loki::url::ParseError),
 }
 
-/// Handle that flushes queued events at shutdown.
+/// Handle that flushes queued lines at shutdown.
 pub struct LokiShipper {
-    controller: tracing_loki::BackgroundTaskController,
-    background: JoinHandle<()>,
-    relay: Arc<Relay>,
+    sink: LokiSink,
+    outbox: Arc<Outbox>,
+    batcher: JoinHandle<()>,
     forwarder: JoinHandle<()>,
 }
 
-/// Builds the layer and starts the relay and tracing-loki's background task.
-/// Must be called inside a Tokio runtime.
-pub async fn start(
+/// Starts the batcher and the forwarder; returns the sink the stdout writer
+/// hands lines to, and the handle that flushes them at shutdown. Must be
+/// called inside a Tokio runtime.
+pub fn start(
     settings: &TelemetrySettings,
     loki_url: &str,
-) -> Result<(BoundedLayer<tracing_loki::Layer>, LokiShipper), LokiError> {
+) -> Result<(LokiSink, LokiShipper), LokiError> {
     let push_url = format!("{}/loki/api/v1/push", loki_url.trim_end_matches('/'));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(LokiError::Relay)?;
-    let relay_addr = listener.local_addr().map_err(LokiError::Relay)?;
-    let relay = Arc::new(Relay {
-        max_bytes: settings.loki_queue_max_bytes,
-        backlog: Mutex::default(),
-        ready: Notify::new(),
-        idle: Notify::new(),
-    });
-    tokio::spawn(accept(listener, relay.clone()));
     let client = reqwest::Client::builder()
         .timeout(PUSH_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(LokiError::Client)?;
-    let forwarder = tokio::spawn(forward(client, push_url, relay.clone()));
-
-    let url =
-        tracing_loki::url::Url::parse(&format!("http://{relay_addr}/")).map_err(LokiError::Url)?;
-    let (layer, controller, background) = tracing_loki::builder()
-        .label("app", "kindling-api")
-        .and_then(|b| b.label("namespace", &settings.namespace))
-        .and_then(|b| b.label("environment", &settings.environment))
-        .and_then(|b| b.extra_field("pod", settings.pod_name.clone()))
-        .and_then(|b| b.build_controller_url(url))
-        .map_err(LokiError::Layer)?;
-    let background = tokio::spawn(background);
+    // Checked now, so that a bad LOKI_URL stops the start instead of
+    // failing every push.
+    let request = client
+        .post(&push_url)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .build()
+        .map_err(|e| LokiError::Url(push_url, e))?;
+    let outbox = Arc::new(Outbox::new(settings.loki_queue_max_bytes));
+    let sink = LokiSink::new(settings);
+    let batcher = tokio::spawn(batch(sink.clone(), outbox.clone()));
+    let forwarder = tokio::spawn(forward(client, request, outbox.clone()));
     Ok((
-        BoundedLayer { inner: layer },
+        sink.clone(),
         LokiShipper {
-            controller,
-            background,
-            relay,
+            sink,
+            outbox,
+            batcher,
             forwarder,
         },
     ))
 }
 
 impl LokiShipper {
-    /// Flushes tracing-loki into the relay and the relay into Loki, giving
-    /// up (and counting the rest as dropped) after `within`.
+    /// Ships every line logged so far and waits for Loki to take them,
+    /// giving up (and counting the rest as dropped) after `within`. Lines
+    /// logged after this call are counted as dropped.
     pub async fn flush(self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        self.controller.shutdown().await;
-        let _ = tokio::time::timeout_at(deadline, self.background).await;
+        self.batcher.abort();
+        self.sink.ship_pending(&self.outbox, true);
         loop {
             // Created before the check, so a notification in between is not lost.
-            let idle = self.relay.idle.notified();
-            if self.relay.is_empty() || tokio::time::timeout_at(deadline, idle).await.is_err() {
+            let idle = self.outbox.idle.notified();
+            if self.outbox.is_empty() || tokio::time::timeout_at(deadline, idle).await.is_err() {
                 break;
             }
         }
         self.forwarder.abort();
-        self.relay.abandon();
+        self.outbox.abandon();
     }
-}
-
-/// The relay's HTTP side: hyper's HTTP/1.1 server, keep-alive, for
-/// tracing-loki's POSTs only.
-async fn accept(listener: TcpListener, relay: Arc<Relay>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: wait rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| receive_push(req, relay.clone()));
-            let _ = http1::Builder::new()
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-/// Queues one push body and answers 204 (400 if it is not a push body,
-/// 413 if it is larger than [`MAX_BODY_BYTES`]).
-async fn receive_push(
-    req: hyper::Request<Incoming>,
-    relay: Arc<Relay>,
-) -> Result<hyper::Response<Empty<Bytes>>, std::convert::Infallible> {
-    let answer = |status: StatusCode| {
-        let mut res = hyper::Response::new(Empty::new());
-        *res.status_mut() = status;
-        Ok(res)
-    };
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return answer(StatusCode::PAYLOAD_TOO_LARGE),
-        Err(_) => return answer(StatusCode::BAD_REQUEST),
-    };
-    let Ok(entries) = proto::count_entries(&body) else {
-        return answer(StatusCode::BAD_REQUEST);
-    };
-    LOKI_STATS.relayed.fetch_add(entries, Ordering::Relaxed);
-    relay.enqueue(Batch { body, entries });
-    // Pacing: tracing-loki pushes again as soon as a push is answered, which
-    // under load means a push (and a forward to Loki) every few events.
-    // Holding the answer lets events gather into larger batches; the
-    // admission window above is already released.
-    tokio::time::sleep(PUSH_PACING).await;
-    answer(StatusCode::NO_CONTENT)
 }
 
 /// Sends queued batches to Loki one at a time with a timeout; retries with
 /// backoff while Loki is unavailable. Reports state changes once, on stdout.
-async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
+async fn forward(client: reqwest::Client, request: reqwest::Request, outbox: Arc<Outbox>) {
     let mut backoff = Duration::from_millis(250);
     let mut failing = false;
     loop {
-        let Some(batch) = relay.take() else {
-            relay.ready.notified().await;
+        let Some(batch) = outbox.take() else {
+            outbox.ready.notified().await;
             continue;
         };
-        let result = client
-            .post(&push_url)
-            .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
-            .body(batch.body.clone())
-            .send()
-            .await;
+        let mut push = request
+            .try_clone()
+            .expect("a request without a body clones");
+        *push.body_mut() = Some(batch.body.clone().into());
+        let result = client.execute(push).await;
         match result {
             Ok(res) if res.status().is_success() => {
                 LOKI_STATS
@@ -446,7 +502,7 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                     .fetch_add(batch.entries, Ordering::Relaxed);
                 if failing {
                     failing = false;
-                    tracing::info!(target: RELAY_TARGET, "log delivery to Loki resumed");
+                    tracing::info!(target: SHIPPER_TARGET, "log delivery to Loki resumed");
                 }
                 backoff = Duration::from_millis(250);
                 continue;
@@ -456,23 +512,104 @@ async fn forward(client: reqwest::Client, push_url: String, relay: Arc<Relay>) {
                 LOKI_STATS
                     .dropped
                     .fetch_add(batch.entries, Ordering::Relaxed);
-                tracing::warn!(target: RELAY_TARGET, status = res.status().as_u16(), "Loki rejected a batch; dropped");
+                tracing::warn!(target: SHIPPER_TARGET, status = res.status().as_u16(), "Loki rejected a batch; dropped");
                 continue;
             }
             Ok(res) => {
                 if !failing {
-                    tracing::warn!(target: RELAY_TARGET, status = res.status().as_u16(), "Loki push failed; retrying");
+                    tracing::warn!(target: SHIPPER_TARGET, status = res.status().as_u16(), "Loki push failed; retrying");
                 }
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(target: RELAY_TARGET, error = %e, "Loki unreachable; queueing (bounded)");
+                    tracing::warn!(target: SHIPPER_TARGET, error = %e, "Loki unreachable; queueing (bounded)");
                 }
             }
         }
         failing = true;
-        relay.give_back(batch);
+        outbox.give_back(batch);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(namespace: &str) -> TelemetrySettings {
+        TelemetrySettings {
+            log_filter: "info".into(),
+            loki_url: None,
+            loki_queue_max_bytes: 1 << 20,
+            environment: "test".into(),
+            namespace: namespace.into(),
+            pod_name: "pod-7".into(),
+        }
+    }
+
+    fn line(text: &str) -> Bytes {
+        Bytes::from(format!("{text}\n"))
+    }
+
+    #[test]
+    fn pending_lines_become_one_push_with_a_stream_per_level() {
+        let sink = LokiSink::new(&settings("name\"space"));
+        let outbox = Outbox::new(1 << 20);
+        sink.admit(Level::INFO, line(r#"{"n":1}"#));
+        sink.admit(Level::ERROR, line(r#"{"n":2}"#));
+        sink.admit(Level::INFO, line(r#"{"n":3}"#));
+        sink.ship_pending(&outbox, false);
+
+        let batch = outbox.take().expect("one batch");
+        assert_eq!(batch.entries, 3);
+        assert!(outbox.take().is_none());
+        let push = proto::decode(&batch.body).unwrap();
+        let streams: Vec<(&str, Vec<&[u8]>)> = push
+            .streams
+            .iter()
+            .map(|s| (&*s.labels, s.entries.iter().map(|e| &*e.line).collect()))
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                (
+                    r#"{app="kindling-api",environment="test",level="info",namespace="name\"space"}"#,
+                    vec![&br#"{"n":1}"#[..], br#"{"n":3}"#]
+                ),
+                (
+                    r#"{app="kindling-api",environment="test",level="error",namespace="name\"space"}"#,
+                    vec![&br#"{"n":2}"#[..]]
+                ),
+            ]
+        );
+        for entry in push.streams.iter().flat_map(|s| &s.entries) {
+            assert!(entry.timestamp.is_some());
+            assert_eq!(
+                entry.structured_metadata,
+                [proto::LabelPairAdapter {
+                    name: "pod".into(),
+                    value: "pod-7".into()
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn lines_beyond_the_bound_or_after_the_final_flush_are_dropped_and_counted() {
+        let sink = LokiSink::new(&settings("ns"));
+        let outbox = Outbox::new(1 << 30);
+        let dropped = || LOKI_STATS.dropped.load(Ordering::Relaxed);
+        let before = dropped();
+        for _ in 0..=MAX_PENDING_EVENTS {
+            sink.admit(Level::INFO, line("{}"));
+        }
+        assert_eq!(dropped() - before, 1);
+        sink.ship_pending(&outbox, true);
+        assert_eq!(outbox.take().unwrap().entries, MAX_PENDING_EVENTS as u64);
+        sink.admit(Level::WARN, line("{}"));
+        assert_eq!(dropped() - before, 2);
+        sink.ship_pending(&outbox, false);
+        assert!(outbox.take().is_none());
     }
 }

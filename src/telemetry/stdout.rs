@@ -1,4 +1,5 @@
-//! Log lines to stdout, written off the request path and never dropped.
+//! Log lines to stdout, written off the request path and never dropped,
+//! and handed to the Loki shipper too when there is one.
 //!
 //! Writing each JSON line straight to stdout means one `write(2)` per event
 //! under the process-wide stdout lock, taken by whichever Tokio worker logs.
@@ -7,13 +8,21 @@
 //! When the channel is full the logging thread waits for room: a slow stdout
 //! slows the service down rather than losing lines, because the access log
 //! is the record of every request served.
+//!
+//! With LOKI_URL, the same finished line (shared bytes, not a copy) also
+//! goes to [`super::loki::LokiSink::admit`]: each event is formatted once
+//! for both outputs.
 
 use std::io::{self, BufWriter, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
+
+use super::loki::{LokiSink, SHIPPER_TARGET};
 
 /// Lines that may wait for the writer thread before loggers block
 /// (a few MiB at most: access lines are ~300 bytes).
@@ -29,7 +38,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 const GATHER: Duration = Duration::from_millis(2);
 
 enum Message {
-    Line(Vec<u8>),
+    Line(Bytes),
     /// Answered once every line sent before it has been written and flushed.
     Flush(SyncSender<()>),
 }
@@ -38,6 +47,7 @@ enum Message {
 #[derive(Clone)]
 pub struct StdoutLines {
     tx: SyncSender<Message>,
+    loki: Option<LokiSink>,
 }
 
 /// Waits, at shutdown, for queued lines to reach stdout.
@@ -45,13 +55,19 @@ pub struct StdoutFlusher {
     tx: SyncSender<Message>,
 }
 
-/// Starts the writer thread.
-pub fn spawn() -> io::Result<(StdoutLines, StdoutFlusher)> {
+/// Starts the writer thread. Lines also go to `loki` when given.
+pub fn spawn(loki: Option<LokiSink>) -> io::Result<(StdoutLines, StdoutFlusher)> {
     let (tx, rx) = mpsc::sync_channel(CAPACITY);
     thread::Builder::new()
         .name("log-stdout".into())
         .spawn(move || write_lines(rx, io::stdout()))?;
-    Ok((StdoutLines { tx: tx.clone() }, StdoutFlusher { tx }))
+    Ok((
+        StdoutLines {
+            tx: tx.clone(),
+            loki,
+        },
+        StdoutFlusher { tx },
+    ))
 }
 
 /// Writes lines as they come, batching whatever has queued up meanwhile into
@@ -96,18 +112,38 @@ impl StdoutFlusher {
     }
 }
 
-/// One event's line, sent to the writer thread when the layer drops it.
+/// One event's line, sent to the writer thread (and the Loki sink) when the
+/// layer drops it.
 pub struct LineWriter<'a> {
     tx: &'a SyncSender<Message>,
+    /// Where the line goes besides stdout, at which level.
+    loki: Option<(&'a LokiSink, Level)>,
     line: Vec<u8>,
 }
 
 impl<'a> MakeWriter<'a> for StdoutLines {
     type Writer = LineWriter<'a>;
 
+    /// A writer for stdout only (the formatting layer asks for one per event
+    /// through `make_writer_for`).
     fn make_writer(&'a self) -> Self::Writer {
         LineWriter {
             tx: &self.tx,
+            loki: None,
+            line: Vec::new(),
+        }
+    }
+
+    /// The shipper's own events stay off Loki (see [`SHIPPER_TARGET`]).
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        let loki = self
+            .loki
+            .as_ref()
+            .filter(|_| meta.target() != SHIPPER_TARGET)
+            .map(|sink| (sink, *meta.level()));
+        LineWriter {
+            tx: &self.tx,
+            loki,
             line: Vec::new(),
         }
     }
@@ -127,9 +163,13 @@ impl Write for LineWriter<'_> {
 impl Drop for LineWriter<'_> {
     fn drop(&mut self) {
         if !self.line.is_empty() {
+            let line = Bytes::from(std::mem::take(&mut self.line));
+            if let Some((sink, level)) = self.loki {
+                sink.admit(level, line.clone());
+            }
             // Blocks while the channel is full; fails only if the writer
             // thread is gone, and then there is nowhere left to write.
-            let _ = self.tx.send(Message::Line(std::mem::take(&mut self.line)));
+            let _ = self.tx.send(Message::Line(line));
         }
     }
 }
@@ -161,7 +201,10 @@ mod tests {
             let sink = sink.clone();
             thread::spawn(move || write_lines(rx, sink))
         };
-        let lines = StdoutLines { tx: tx.clone() };
+        let lines = StdoutLines {
+            tx: tx.clone(),
+            loki: None,
+        };
         let loggers: Vec<_> = (0..4)
             .map(|t| {
                 let lines = lines.clone();

@@ -1,6 +1,7 @@
 //! Log shipping to Loki, exercised with the real binary against a test
 //! receiver that speaks Loki's push protocol (snappy block compression of a
-//! `logproto.PushRequest`): lines arrive with the expected labels and fields,
+//! `logproto.PushRequest`): lines arrive as the stdout JSON lines, with the
+//! expected labels and the pod as structured metadata,
 //! a receiver that is down or never answers does not slow requests, memory
 //! stays bounded, and queued lines are flushed at shutdown.
 
@@ -31,12 +32,19 @@ enum Mode {
 /// connection tasks are detached, so a panic there would go unnoticed.
 #[derive(Default)]
 struct Seen {
-    /// Every stream entry accepted (204): its label set and JSON line.
-    lines: Vec<(BTreeMap<String, String>, Value)>,
+    /// Every stream entry accepted (204).
+    lines: Vec<Entry>,
     /// Every push body received, whatever the answer.
     bodies: Vec<Vec<u8>>,
     answered: BTreeMap<u16, u64>,
     problems: Vec<String>,
+}
+
+/// One log line as Loki would store it.
+struct Entry {
+    labels: BTreeMap<String, String>,
+    line: Value,
+    structured_metadata: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -54,7 +62,7 @@ impl Received {
     }
 
     fn has_request(&self, request_id: &str) -> bool {
-        self.seen().lines.iter().any(|(_, line)| {
+        self.seen().lines.iter().any(|Entry { line, .. }| {
             line["request_id"] == request_id && line["message"] == "request completed"
         })
     }
@@ -135,9 +143,20 @@ async fn serve_connection(
                 for stream in push.streams {
                     let labels = parse_labels(&stream.labels);
                     for entry in stream.entries {
-                        let line: Value = serde_json::from_str(&entry.line)
-                            .map_err(|e| format!("not a JSON line ({e}): {}", entry.line))?;
-                        seen.lines.push((labels.clone(), line));
+                        let line: Value = serde_json::from_slice(&entry.line).map_err(|e| {
+                            let text = String::from_utf8_lossy(&entry.line);
+                            format!("not a JSON line ({e}): {text}")
+                        })?;
+                        let structured_metadata = entry
+                            .structured_metadata
+                            .into_iter()
+                            .map(|pair| (pair.name, pair.value))
+                            .collect();
+                        seen.lines.push(Entry {
+                            labels: labels.clone(),
+                            line,
+                            structured_metadata,
+                        });
                     }
                 }
             }
@@ -234,7 +253,7 @@ impl LokiProbe for ServerProcess {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shutdown() {
+async fn loki_receives_the_stdout_json_lines_with_low_cardinality_labels_and_flushes_at_shutdown() {
     let (port, received) = start_receiver(Mode::Healthy).await;
     let mut server = start_server(
         &format!("http://127.0.0.1:{port}"),
@@ -257,7 +276,12 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
     let seen = received.seen();
     let received = &seen.lines;
     assert!(!received.is_empty(), "nothing reached the receiver");
-    for (labels, _) in received.iter() {
+    for Entry {
+        labels,
+        line,
+        structured_metadata,
+    } in received.iter()
+    {
         let keys: Vec<_> = labels.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -267,29 +291,40 @@ async fn loki_receives_json_lines_with_low_cardinality_labels_and_flushes_at_shu
         assert_eq!(labels["app"], "kindling-api");
         assert_eq!(labels["namespace"], "test-ns");
         assert_eq!(labels["environment"], "test");
+        assert_eq!(
+            line["level"].as_str(),
+            Some(&*labels["level"].to_uppercase())
+        );
+        assert!(line["timestamp"].is_string() && line["target"].is_string());
+        assert_eq!(
+            structured_metadata,
+            &BTreeMap::from([("pod".to_owned(), "pod-1".to_owned())])
+        );
     }
     let access = received
         .iter()
-        .map(|(_, line)| line)
+        .map(|entry| &entry.line)
         .find(|line| line["request_id"] == "loki-trace-1" && line["message"] == "request completed")
         .expect("the request's access line");
     assert_eq!(access["route"], "/api/items/<id>");
     assert_eq!(access["method"], "GET");
     assert_eq!(access["status"], 404);
     assert!(access["latency_ms"].is_number());
-    assert_eq!(access["pod"], "pod-1");
+    assert_eq!(access["target"], "kindling::access");
     // A line logged while serving the request (by sqlx) carries the span's fields.
     let query = received
         .iter()
-        .map(|(_, line)| line)
-        .find(|line| line["_target"] == "sqlx::query" && line["request_id"] == "loki-trace-1")
+        .map(|entry| &entry.line)
+        .find(|line| {
+            line["target"] == "sqlx::query" && line["span"]["request_id"] == "loki-trace-1"
+        })
         .expect("a query line with the request's request_id");
-    assert_eq!(query["route"], "/api/items/<id>");
+    assert_eq!(query["span"]["route"], "/api/items/<id>");
     // Logged after the server stopped: it can only arrive through the flush.
     assert!(
         received
             .iter()
-            .any(|(_, line)| line["message"] == "shut down cleanly"),
+            .any(|entry| entry.line["message"] == "shut down cleanly"),
         "final line not flushed"
     );
 }
@@ -421,7 +456,7 @@ async fn loki_rejecting_batches_drops_and_counts_them_without_resending() {
     let (port, received) = start_receiver(Mode::Rejecting).await;
     let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
     traced_requests(&server, "rejected", 100).await;
-    // Let tracing-loki's batches reach the receiver, then watch for retries.
+    // Let the batches reach the receiver, then watch for retries.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pushes_then = received.seen().bodies.len();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -35,8 +35,8 @@ from kindling_verify.observability.promlib import (
     variable_refs,
 )
 
-# Labels tracing-loki attaches for the API (see src/telemetry): the stream labels it is given
-# plus `level`, which the crate adds itself.
+# The stream labels the API's Loki shipper attaches (src/telemetry/loki.rs); the pod's name
+# is structured metadata, not a stream label.
 API_LOKI_LABELS = {"app", "namespace", "environment", "level"}
 
 

@@ -4,7 +4,7 @@
    k8s/observability/loki/loki.yaml, because it needs 15-20 s to become ready.
 1. The test Postgres image in Docker (KINDLING_TEST_POSTGRES_IMAGE, default production's
    postgres:17-alpine) and the real kindling binary (target/debug/kindling serve) shipping its
-   logs to that Loki through its own tracing-loki shipper (LOKI_URL).
+   logs to that Loki through its own shipper (LOKI_URL).
 2. A real Prometheus (Debian's 2.42) on 127.0.0.1 loading the shipped scrape config through
    promlib.file_sd_copy: the API is discovered as a pod with the Deployment's annotations and
    labels and goes through the shipped relabel rules; kube-state-metrics and the kubelet are
@@ -394,11 +394,15 @@ def check_logql(loki: lokilib.Loki, start_ns: int, report: dict, fail) -> None:
     else:
         streams, lines = lokilib.result_size(data)
         ids = {s["stream"].get("request_id") for s in data["result"]}
+        # The pod is structured metadata on each entry; Loki returns it with the stream.
+        pods = {s["stream"].get("pod") for s in data["result"]}
         print(f"Loki: {lines} lines of request {PROBE_REQUEST_ID} in {streams} streams "
               f"(labels {sorted({k for s in data['result'] for k in s['stream']})[:12]})")
         if not lines or ids != {PROBE_REQUEST_ID}:
             fail(f"LogQL {by_id}: expected the probe request's lines, got {lines} "
                  f"with request ids {sorted(map(str, ids))}")
+        if pods != {POD}:
+            fail(f"LogQL {by_id}: expected structured metadata pod={POD}, got {sorted(map(str, pods))}")
 
     for fname, dash in promlib.dashboards().items():
         values = dict(promlib.variable_defaults(dash), **GRAFANA_VALUES)
