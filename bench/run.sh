@@ -2,7 +2,7 @@
 # The performance benchmark (docs/performance.md): one command, one run, the
 # API measured side by side with pgbench issuing the API's own queries.
 #
-#   bench/run.sh [--quick] [--name NAME] [--reps N] [--duration SECONDS]
+#   bench/run.sh [--quick] [--name NAME] [--reps N] [--duration SECONDS] [--binary PATH]
 #
 # Starts a throwaway local PostgreSQL (17 when installed, else 16 or 15) and
 # a Loki stand-in, builds and starts the release binary, seeds 10,000 items,
@@ -10,11 +10,14 @@
 # clients), prints a table with ratios, writes bench/results/NAME.json and
 # checks that no log line was lost. --quick: one repetition of 2 s per row
 # (CI keeps the script from rotting); the default is 3 repetitions of 10 s.
+# --binary: measure that kindling binary instead of building one (an earlier
+# commit's, for a before/after pair); the result records its path and git
+# describes the checkout, not the binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 NAME="" REPS=3 DURATION=10
+QUICK=0 NAME="" REPS=3 DURATION=10 BINARY=
 CONNECTIONS=32 THREADS=2 ITEMS=10000
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -22,7 +25,8 @@ while [[ $# -gt 0 ]]; do
     --name) NAME=$2; shift ;;
     --reps) REPS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --binary) BINARY=$(realpath "$2"); shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -69,11 +73,17 @@ as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; f
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ---------------------------------------------------------------- build
-log "cargo build --release --locked"
-build_started=$(date +%s%N)
-cargo build --release --locked --quiet
-BUILD_MS=$((($(date +%s%N) - build_started) / 1000000))
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kindling
+if [[ -n $BINARY ]]; then
+  [[ -x $BINARY ]] || { echo "--binary $BINARY: not an executable" >&2; exit 2; }
+  log "measuring $BINARY (no build)"
+  BIN=$BINARY BUILD_MS=0
+else
+  log "cargo build --release --locked"
+  build_started=$(date +%s%N)
+  cargo build --release --locked --quiet
+  BUILD_MS=$((($(date +%s%N) - build_started) / 1000000))
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kindling
+fi
 
 # ---------------------------------------------------------------- Postgres
 PG_PORT=$(free_port)
@@ -207,7 +217,7 @@ json.dump({
     "mode": "$MODE", "reps": $REPS, "duration_s": $DURATION,
     "connections": $CONNECTIONS, "load_threads": $THREADS, "items": $ITEMS,
     "date": "$(date -u +%FT%TZ)", "git": "$git_sha",
-    "release_build_ms": $BUILD_MS,
+    "release_build_ms": $BUILD_MS, "binary": "${BINARY:-built from this checkout}",
     "load_before": "$LOAD_BEFORE", "load_after": "$LOAD_AFTER",
     "machine": {"nproc": $(nproc), "cpu": cpu, "mem_mib": mem // 1024,
                 "kernel": platform.release(), "os": first(["sh", "-c", ". /etc/os-release; echo \$PRETTY_NAME"])},
