@@ -179,7 +179,7 @@ def main():
     container = None
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
-        subprocess.run([os.path.join(ROOT, "scripts", "docker-setup.sh")], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([os.path.join(ROOT, "verify", "docker-setup.sh")], check=True, stdout=subprocess.DEVNULL)
         pg_port = free_port()
         image = os.environ.get("KINDLING_TEST_POSTGRES_IMAGE", "local/postgres:test")
         container = subprocess.run(

@@ -47,8 +47,10 @@ use crate::config::TelemetrySettings;
 /// cores leave waiting. At ~0.3 KiB per access line this bounds the memory
 /// at about 2.5 MiB.
 pub const MAX_PENDING_EVENTS: usize = 8192;
-/// Lines that wake the batcher before its interval is up.
-const WAKE_AT_PENDING: usize = 2048;
+/// Lines that wake the batcher before its interval is up. It also sizes the
+/// buffers the batcher keeps (see [`Scratch`]): about 0.3 MiB for the
+/// protobuf and as much for snappy's output at ~0.3 KiB per line.
+const WAKE_AT_PENDING: usize = 1024;
 /// How long lines gather into one push once the first one is pending.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// Upper bound on one push to Loki.

@@ -483,3 +483,23 @@ async fn loki_rejecting_batches_drops_and_counts_them_without_resending() {
     server.sigterm();
     assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
 }
+
+#[test]
+fn a_loki_url_that_is_not_a_url_stops_the_start_with_the_reason() {
+    let out = crate::helpers::kindling_command(
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://kindling@127.0.0.1:1/kindling"),
+            ("LOKI_URL", "http://not a host"),
+        ],
+    )
+    .output()
+    .expect("run kindling");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("LOKI_URL could not be used: the push URL")
+            && stderr.contains("is invalid"),
+        "{stderr}"
+    );
+}
