@@ -66,10 +66,6 @@ pub const SHIPPER_TARGET: &str = "kindling::loki";
 /// Process-wide counters (logging is process-wide), exported as metrics.
 #[derive(Default)]
 pub struct LokiStats {
-    /// Lines admitted into the pending list.
-    pub admitted: AtomicU64,
-    /// Lines encoded into a push body.
-    pub batched: AtomicU64,
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_bytes: AtomicU64,
@@ -215,7 +211,6 @@ impl LokiSink {
         });
         let waiting = pending.lines.len();
         drop(pending);
-        LOKI_STATS.admitted.fetch_add(1, Ordering::Relaxed);
         // The first line starts a batch; many lines end it early.
         if waiting == 1 || waiting == WAKE_AT_PENDING {
             self.0.wake.notify_one();
@@ -272,7 +267,6 @@ impl LokiSink {
                 .collect(),
         };
         scratch.lines = lines;
-        LOKI_STATS.batched.fetch_add(count, Ordering::Relaxed);
         match scratch.encode(&push) {
             Some(body) => outbox.enqueue(Batch {
                 body,
