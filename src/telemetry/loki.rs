@@ -46,13 +46,13 @@ use crate::config::TelemetrySettings;
 /// [`WAKE_AT_PENDING`]; the rest is headroom for a batcher that two busy
 /// cores leave waiting. At ~0.3 KiB per access line this bounds the memory
 /// at about 2.5 MiB.
-pub const MAX_PENDING_EVENTS: usize = 8192;
+const MAX_PENDING_EVENTS: usize = 8192;
 /// Lines that wake the batcher before its interval is up. It also sizes the
 /// buffers the batcher keeps (see [`Scratch`]): about 0.3 MiB for the
 /// protobuf and as much for snappy's output at ~0.3 KiB per line.
 const WAKE_AT_PENDING: usize = 1024;
 /// How long lines gather into one push once the first one is pending.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+const BATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// Upper bound on one push to Loki.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,7 +61,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// go to stdout only: shipped to a Loki that rejects batches, each
 /// rejection's warning would be a new batch to reject, a push loop without
 /// end.
-pub const SHIPPER_TARGET: &str = "kindling::loki";
+const SHIPPER_TARGET: &str = "kindling::loki";
 
 /// Process-wide counters (logging is process-wide), exported as metrics.
 #[derive(Default)]
@@ -191,6 +191,12 @@ impl LokiSink {
 
     fn pending(&self) -> MutexGuard<'_, PendingList> {
         self.0.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether lines of events like this one go to Loki: all but the
+    /// shipper's own (see [`SHIPPER_TARGET`]).
+    pub fn takes(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.target() != SHIPPER_TARGET
     }
 
     /// Queues one finished line (with its trailing newline) for Loki, or

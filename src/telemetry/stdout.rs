@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
-use super::loki::{LokiSink, SHIPPER_TARGET};
+use super::loki::LokiSink;
 
 /// Lines that may wait for the writer thread before loggers block
 /// (a few MiB at most: access lines are ~300 bytes).
@@ -127,20 +127,18 @@ impl<'a> MakeWriter<'a> for StdoutLines {
     /// A writer for stdout only (the formatting layer asks for one per event
     /// through `make_writer_for`).
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter {
-            tx: &self.tx,
-            loki: None,
-            line: Vec::new(),
-        }
+        self.writer(None)
     }
 
-    /// The shipper's own events stay off Loki (see [`SHIPPER_TARGET`]).
+    /// Also for Loki, if the sink takes events like this one.
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        let loki = self
-            .loki
-            .as_ref()
-            .filter(|_| meta.target() != SHIPPER_TARGET)
-            .map(|sink| (sink, *meta.level()));
+        let loki = self.loki.as_ref().filter(|sink| sink.takes(meta));
+        self.writer(loki.map(|sink| (sink, *meta.level())))
+    }
+}
+
+impl StdoutLines {
+    fn writer<'a>(&'a self, loki: Option<(&'a LokiSink, Level)>) -> LineWriter<'a> {
         LineWriter {
             tx: &self.tx,
             loki,
