@@ -16,8 +16,12 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 FROM ${RUST_IMAGE} AS plan
 WORKDIR /plan
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir /recipe \
- && grep -Ev '^[[:space:]]*(#|$)' Cargo.toml > /recipe/Cargo.toml \
+COPY core/Cargo.toml core/
+COPY dylib/Cargo.toml dylib/
+RUN for manifest in Cargo.toml core/Cargo.toml dylib/Cargo.toml; do \
+      mkdir -p "/recipe/$(dirname "$manifest")"; \
+      grep -Ev '^[[:space:]]*(#|$)' "$manifest" > "/recipe/$manifest"; \
+    done \
  && cp Cargo.lock /recipe/Cargo.lock
 
 # ---- build -----------------------------------------------------------------
@@ -31,23 +35,29 @@ ENV SQLX_OFFLINE=true \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 
 # Dependency layer, rebuilt only when the recipe changes: compile every
-# dependency against placeholder targets, then drop the placeholders.
+# dependency of the workspace's default members (the binary and core/; the
+# dev loop's dylib/ is never built here) against placeholder targets, then
+# drop the placeholders.
 COPY --from=plan /recipe/ ./
-RUN mkdir src \
+RUN mkdir -p src core/src dylib/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs core/src/lib.rs dylib/src/lib.rs \
  && cargo build --release --locked \
- && rm -rf src target/release/.fingerprint/kindling-* target/release/deps/kindling-* \
-           target/release/deps/libkindling-* target/release/kindling
+ && rm -rf src core/src dylib/src target/release/.fingerprint/kindling* \
+           target/release/deps/kindling* target/release/deps/libkindling* target/release/kindling
 
-# The crate itself, with the real manifest (comments included). migrations/ is
+# The crates themselves, with the real manifests (comments included). migrations/ is
 # embedded into the binary at compile time. --offline: everything was fetched
 # in the dependency layer. GIT_SHA becomes the git_sha label of
 # kindling_build_info (`docker build --build-arg GIT_SHA=$(git rev-parse --short HEAD)`).
 ARG GIT_SHA=unknown
 ENV KINDLING_GIT_SHA=${GIT_SHA}
 COPY Cargo.toml ./
+COPY core/Cargo.toml core/
+COPY dylib/Cargo.toml dylib/
 COPY src ./src
+COPY core/src ./core/src
+COPY dylib/src ./dylib/src
 COPY migrations ./migrations
 RUN cargo build --release --locked --offline \
  && cp target/release/kindling /kindling

@@ -1,24 +1,30 @@
 //! kindling: the items and users API that the kindling platform runs.
 //!
-//! Where things live:
+//! Where things live (this crate, `src/`):
 //! - `cli`         the command line (`kindling serve|migrate|healthcheck|openapi`)
-//! - `config`      reads the environment (one place), `Settings`
 //! - `startup`     assembles the Rocket application (`build_rocket`)
 //! - `routes/*`    one file per resource; `routes::all()` lists every route
+//!
+//! and in `kindling-core` (`core/src/`), re-exported here under the same
+//! names, so `crate::db` and `kindling::db` mean the same module everywhere:
+//! - `config`      reads the environment (one place), `Settings`
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
 //! - `db`          connection pool (`db/pool.rs`), migrations, schema checks, query time limits
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
+//!
+//! Two crates so that an edit to a handler recompiles only this one
+//! (docs/dev-loop.md, "Measured").
+
+pub use kindling_core::{config, db, domain, error, guards, repository, telemetry};
 
 pub mod cli;
-pub mod config;
-pub mod db;
-pub mod domain;
-pub mod error;
-pub mod guards;
-pub mod repository;
 pub mod routes;
 pub mod startup;
-pub mod telemetry;
+
+// The dev loop's build links every dependency from one shared library
+// (dylib/Cargo.toml); naming the crate is what links it.
+#[cfg(feature = "dynamic-linking")]
+use kindling_dylib as _;

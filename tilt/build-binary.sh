@@ -3,12 +3,19 @@
 #
 #   tilt/build-binary.sh [host|docker]
 #
-# Output (what the Tiltfile's docker_build and live_update use):
+# Output (what the Tiltfile's docker_build and live_update use), staged by
+# tilt/stage-binary.sh:
 #   .dev-bin/kindling     the binary; replaced atomically, and only when it changed
-#   .dev-bin/deps.stamp   hash of Cargo.toml, Cargo.lock and migrations/; it changes
-#                         only when they do, and the Tiltfile's fall_back_on turns
-#                         that into a full image rebuild (written after the binary,
-#                         so the rebuild always copies the new one)
+#   .dev-bin/lib/         the shared libraries it links: every dependency
+#                         (libkindling_dylib.so, see dylib/Cargo.toml) and the
+#                         toolchain's libstd; they change only with the
+#                         dependencies or the toolchain, and the Tiltfile
+#                         rebuilds the image when they do
+#   .dev-bin/deps.stamp   hash of the Cargo manifests, Cargo.lock and migrations/;
+#                         it changes only when they do, and the Tiltfile's
+#                         fall_back_on turns that into a full image rebuild
+#                         (written after the binary, so the rebuild always
+#                         copies the new one)
 #
 # host    cargo on this machine (Linux). Fastest: incremental, nothing to sync
 #         but the binary. The binary must run on Debian trixie's glibc 2.41:
@@ -19,9 +26,14 @@
 #         named volumes, so it stays incremental. For macOS and Windows (a host
 #         build would not be a Linux binary) and for newer-glibc Linux hosts.
 #
-# Both use the dev profile without debuginfo: the binary is ~5x smaller to
-# sync and links faster. Environment: KINDLING_SRC (source tree, default the
-# repository; the benchmark points it at a copy), KINDLING_DEV_TARGET (host
+# Both use the dev profile without debuginfo (the binary is ~5x smaller to
+# sync and links faster) and `--features dynamic-linking`: the dependencies
+# come from one shared library, so the link after an edit is small
+# (docs/dev-loop.md, "Measured"). Environment: KINDLING_DEV_LINK=static links
+# everything into the binary instead (slower, and the way out should a
+# toolchain ever produce a dynamic binary that does not load: the staging
+# step checks that it does); KINDLING_SRC (source tree, default the
+# repository; the benchmark points it at a copy); KINDLING_DEV_TARGET (host
 # mode target dir, default target/tilt, kept apart from plain `cargo build`
 # output because the profile differs).
 set -euo pipefail
@@ -31,7 +43,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="${KINDLING_SRC:-$ROOT}"
 OUT="$SRC/.dev-bin"
 RUST_IMAGE="${RUST_IMAGE:-rust:1.95-slim-trixie}"
+LINK="${KINDLING_DEV_LINK:-dynamic}"
 export CARGO_PROFILE_DEV_DEBUG=0 SQLX_OFFLINE=true
+case "$LINK" in
+  dynamic) FEATURES="--features=dynamic-linking" ;;
+  static) FEATURES="--features=" ;;
+  *) echo "KINDLING_DEV_LINK must be dynamic or static, not '$LINK'" >&2; exit 2 ;;
+esac
 # shellcheck source=tilt/lib.sh
 source "$ROOT/tilt/lib.sh"
 
@@ -48,21 +66,23 @@ case "$MODE" in
            "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
-    cargo build --locked --bin kindling --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
-    cp "$TARGET/debug/kindling" "$OUT/kindling.new"
+    cargo build --locked --bin kindling "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$(rustc --print target-libdir)" "$OUT" "$LINK"
     ;;
   docker)
     # Source read-only at a fixed path (incremental fingerprints include it);
-    # the result is copied out and handed to the caller's uid.
+    # the result is staged from inside the container (the libraries are
+    # copied only when they change: a bind mount on macOS is slow) and handed
+    # to the caller's uid.
     docker run --rm \
       -v "$SRC:/src:ro" -v "$OUT:/out" \
       -v kindling-dev-cargo-registry:/usr/local/cargo/registry \
       -v kindling-dev-target:/target \
       -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
-      -e OWNER="$(id -u):$(id -g)" -w /src "$RUST_IMAGE" \
-      sh -euc 'cargo build --locked --bin kindling
-               cp /target/debug/kindling /out/kindling.new
-               chown "$OWNER" /out/kindling.new'
+      -e OWNER="$(id -u):$(id -g)" -e LINK="$LINK" -e FEATURES="$FEATURES" -w /src "$RUST_IMAGE" \
+      sh -euc 'cargo build --locked --bin kindling "$FEATURES"
+               /src/tilt/stage-binary.sh /target/debug "$(rustc --print target-libdir)" /out "$LINK"
+               chown -R "$OWNER" /out'
     ;;
   *)
     echo "usage: $0 [host|docker]" >&2
@@ -70,15 +90,7 @@ case "$MODE" in
     ;;
 esac
 
-if cmp -s "$OUT/kindling.new" "$OUT/kindling" 2>/dev/null; then
-  rm -f "$OUT/kindling.new"
-  echo "binary unchanged"
-else
-  mv -f "$OUT/kindling.new" "$OUT/kindling"
-  echo "staged $OUT/kindling ($(du -h "$OUT/kindling" | cut -f1))"
-fi
-
-stamp="$(cd "$SRC" && cat Cargo.toml Cargo.lock migrations/* | sha256)"
+stamp="$(cd "$SRC" && cat Cargo.toml core/Cargo.toml dylib/Cargo.toml Cargo.lock migrations/* | sha256)"
 if [[ "$(cat "$OUT/deps.stamp" 2>/dev/null)" != "$stamp" ]]; then
   echo "$stamp" >"$OUT/deps.stamp"
   echo "dependencies or migrations changed: Tilt rebuilds the image"

@@ -26,8 +26,8 @@ use sqlx::{ConnectOptions, PgConnection};
 
 use crate::config::DatabaseSettings;
 
-/// Migrations in `migrations/`, embedded at compile time.
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+/// Migrations in the repository's `migrations/`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// The pool's settings live in Rocket's figment under `databases.<Db::NAME>`
 /// (see `startup::figment`), filled from [`crate::config::DatabaseSettings`].

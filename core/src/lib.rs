@@ -1,0 +1,18 @@
+//! kindling-core: everything the routes of the kindling API build on. The
+//! `kindling` crate (`src/`) re-exports each module under the same name.
+//!
+//! - `config`      reads the environment (one place), `Settings`
+//! - `domain/*`    validated input types and pagination
+//! - `repository/*` all SQL
+//! - `db`          connection pool (`db/pool.rs`), migrations, schema checks, query time limits
+//! - `error`       every error → RFC 9457 problem+json
+//! - `guards`      JSON body, path ids, If-Match
+//! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod guards;
+pub mod repository;
+pub mod telemetry;
