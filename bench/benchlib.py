@@ -3,7 +3,7 @@
 
   benchlib.py pgbench-scripts ITEMS_RS OUTDIR
       Writes OUTDIR/read.sql and OUTDIR/insert.sql: the exact SELECT by id and
-      INSERT … RETURNING that src/repository/items.rs sends, with its $n
+      INSERT … RETURNING that core/src/repository/items.rs sends, with its $n
       parameters as pgbench variables (bound as parameters under -M prepared).
   benchlib.py pgbench-row STDOUT LOGFILE... > row.json
       pgbench's tps and the latency percentiles of its per-transaction log.

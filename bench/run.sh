@@ -99,7 +99,7 @@ RUST_LOG=warn "$BIN" migrate >/dev/null
 log "seeding $ITEMS items"
 "${PSQL[@]}" -d bench -c "INSERT INTO items (name, description)
   SELECT 'item ' || g, 'seeded by bench/run.sh' FROM generate_series(1, $ITEMS) g" -c 'VACUUM ANALYZE items'
-python3 bench/benchlib.py pgbench-scripts src/repository/items.rs "$WORK/sql"
+python3 bench/benchlib.py pgbench-scripts core/src/repository/items.rs "$WORK/sql"
 
 # ---------------------------------------------------------------- Loki stand-in
 python3 bench/loki_standin.py "$WORK/loki.port" &

@@ -1,12 +1,13 @@
 //! kindling: the items and users API that the kindling platform runs.
 //!
 //! Where things live (this crate, `src/`):
-//! - `cli`         the command line (`kindling serve|migrate|healthcheck|openapi`)
-//! - `startup`     assembles the Rocket application (`build_rocket`)
 //! - `routes/*`    one file per resource; `routes::all()` lists every route
+//! - `startup`     assembles the Rocket application (`build_rocket`)
+//! - [`SERVICE`]   both, handed to the command line
 //!
 //! and in `kindling-core` (`core/src/`), re-exported here under the same
 //! names, so `crate::db` and `kindling::db` mean the same module everywhere:
+//! - `cli`         the command line (`kindling serve|migrate|healthcheck|openapi`)
 //! - `config`      reads the environment (one place), `Settings`
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
@@ -18,11 +19,16 @@
 //! Two crates so that an edit to a handler recompiles only this one
 //! (docs/dev-loop.md, "Measured").
 
-pub use kindling_core::{config, db, domain, error, guards, repository, telemetry};
+pub use kindling_core::{cli, config, db, domain, error, guards, repository, telemetry};
 
-pub mod cli;
 pub mod routes;
 pub mod startup;
+
+/// What `kindling` runs (`src/main.rs` passes it to [`cli::main`]).
+pub const SERVICE: cli::Service = cli::Service {
+    build_rocket: startup::build_rocket,
+    openapi: routes::openapi::spec,
+};
 
 // The dev loop's build links every dependency from one shared library
 // (dylib/Cargo.toml); naming the crate is what links it.

@@ -1,5 +1,5 @@
 //! The `kindling` binary: the allocator, then the command line
-//! (`src/cli.rs`, in the library).
+//! (`core/src/cli.rs`) with the service this crate's library assembles.
 
 #[cfg(not(feature = "dynamic-linking"))]
 mod allocator;
@@ -14,5 +14,5 @@ mod allocator;
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> std::process::ExitCode {
-    kindling::cli::main()
+    kindling::cli::main(kindling::SERVICE)
 }

@@ -32,7 +32,7 @@ pub fn figment(settings: &Settings) -> Figment {
         .merge(("address", settings.address))
         .merge(("port", settings.port))
         .merge(("ident", "kindling"))
-        // Rocket's own logger is replaced by tracing (see src/telemetry/).
+        // Rocket's own logger is replaced by tracing (see core/src/telemetry/).
         .merge(("log_level", LogLevel::Off))
         .merge(("cli_colors", false))
         .merge(("shutdown", shutdown))

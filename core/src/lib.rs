@@ -1,6 +1,7 @@
 //! kindling-core: everything the routes of the kindling API build on. The
 //! `kindling` crate (`src/`) re-exports each module under the same name.
 //!
+//! - `cli`         the command line (`kindling serve|migrate|healthcheck|openapi`)
 //! - `config`      reads the environment (one place), `Settings`
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
@@ -9,6 +10,7 @@
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,4 +1,4 @@
-//! Configuration precedence as the binary applies it (src/config.rs): the
+//! Configuration precedence as the binary applies it (core/src/config.rs): the
 //! environment beats `.env`, `.env` fills only what is unset, an empty value
 //! means the default, and a malformed `.env` stops the process with status 2
 //! naming the line. Each test runs `kindling serve` in a directory of its own

@@ -1,4 +1,4 @@
-//! The connection pool (`src/db/pool.rs`) against real Postgres: connections
+//! The connection pool (`core/src/db/pool.rs`) against real Postgres: connections
 //! come back without a round trip, one cut short mid-query is cleaned before
 //! reuse, dead ones are replaced, and the bounds hold.
 

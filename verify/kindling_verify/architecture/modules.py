@@ -1,9 +1,12 @@
-"""Which top-level module of a Rust crate's src/ imports which.
+"""Which top-level module of the service imports which.
 
-A module is a file or directory directly under src/ (lib.rs and main.rs are the crate's
-roots, not modules). An import is a `crate::name` path in code (comments are skipped);
-`super::` stays inside its module. Enough for this repository's style, where every
-cross-module use is spelled `crate::module::…`, never a bare re-export.
+A module is a file or directory directly under a crate's src/ (lib.rs and main.rs are the
+crate's roots, not modules). The service is two crates, `kindling` (src/) and
+`kindling-core` (core/src/), and src/lib.rs re-exports every module of core under its own
+name, so `crate::db` in src/ is core's `db`: the graph is taken over both source trees as
+one. An import is a `crate::name` path in code (comments are skipped); `super::` stays
+inside its module. Enough for this repository's style, where every cross-module use is
+spelled `crate::module::…`.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ def module_of(src: Path, file: Path) -> str | None:
     return None if name in ROOTS else name
 
 
-def graph(src: Path) -> dict[str, set[str]]:
-    """module -> the other modules it imports."""
-    modules = {m for f in src.rglob("*.rs") if (m := module_of(src, f))}
+def graph(*srcs: Path) -> dict[str, set[str]]:
+    """module -> the other modules it imports, over one or more src/ directories."""
+    files = [(src, f) for src in srcs for f in sorted(src.rglob("*.rs"))]
+    modules = {m for src, f in files if (m := module_of(src, f))}
     edges: dict[str, set[str]] = {m: set() for m in modules}
-    for file in src.rglob("*.rs"):
+    for src, file in files:
         here = module_of(src, file)
         if here is None:
             continue
@@ -80,7 +84,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    edges = graph(Path(argv[1]) if len(argv) > 1 else Path("src"))
+    edges = graph(*(map(Path, argv[1:]) if len(argv) > 1 else [Path("src"), Path("core/src")]))
     for module in sorted(edges):
         print(f"{module} -> {', '.join(sorted(edges[module])) or '(nothing)'}")
     problems = cycles(edges)

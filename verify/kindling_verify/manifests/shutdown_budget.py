@@ -7,7 +7,7 @@ the kubelet kills it mid-flush. What the process can spend, in order:
   SHUTDOWN_GRACE_SECS               the container's env / ConfigMap
   Rocket's mercy                    src/startup.rs (`mercy: N`)
   Rocket's last wait, 1 s           Rocket 0.5 gives up at grace + mercy + 1 s
-  Loki flush bound                  src/cli.rs (LOKI_FLUSH_TIMEOUT)
+  Loki flush bound                  core/src/cli.rs (LOKI_FLUSH_TIMEOUT)
 
 The code's figures are read from the source, so changing them without the
 manifests (or the reverse) fails here.
@@ -41,14 +41,14 @@ def code_terms() -> dict[str, int]:
     return {
         "Rocket mercy (src/startup.rs)": source_seconds("src/startup.rs", r"mercy:\s*(\d+)"),
         "Rocket's last wait": ROCKET_LAST_WAIT,
-        "Loki flush (src/cli.rs)": source_seconds(
-            "src/cli.rs", r"LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs\((\d+)\)"
+        "Loki flush (core/src/cli.rs)": source_seconds(
+            "core/src/cli.rs", r"LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs\((\d+)\)"
         ),
     }
 
 
 def default_grace() -> int:
-    return source_seconds("src/config.rs", r'"SHUTDOWN_GRACE_SECS",\s*(\d+)')
+    return source_seconds("core/src/config.rs", r'"SHUTDOWN_GRACE_SECS",\s*(\d+)')
 
 
 def render(overlay: str) -> list[dict]:

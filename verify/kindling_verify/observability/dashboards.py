@@ -35,7 +35,7 @@ from kindling_verify.observability.promlib import (
     variable_refs,
 )
 
-# The stream labels the API's Loki shipper attaches (src/telemetry/loki.rs); the pod's name
+# The stream labels the API's Loki shipper attaches (core/src/telemetry/loki.rs); the pod's name
 # is structured metadata, not a stream label.
 API_LOKI_LABELS = {"app", "namespace", "environment", "level"}
 

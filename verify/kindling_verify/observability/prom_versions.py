@@ -23,7 +23,7 @@ import re
 
 # Labels whose values never contain a newline, and why.
 NEWLINE_FREE_LABELS = {
-    "status": "a three-digit HTTP status code (src/telemetry/metrics.rs)",
+    "status": "a three-digit HTTP status code (core/src/telemetry/metrics.rs)",
     "pod": "a Kubernetes object name (DNS subdomain)",
     "namespace": "a Kubernetes namespace name (DNS label)",
     "container": "a Kubernetes container name (DNS label)",
