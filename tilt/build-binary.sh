@@ -66,8 +66,13 @@ case "$MODE" in
            "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
+    # Where libstd lives, asked beside cargo's start-up rather than after the
+    # build (each millisecond here is on every edit's path).
+    rustc --print target-libdir >"$OUT/.std-libdir" &
+    asked=$!
     cargo build --locked --bin kindling "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
-    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$(rustc --print target-libdir)" "$OUT" "$LINK"
+    wait "$asked"
+    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$(cat "$OUT/.std-libdir")" "$OUT" "$LINK"
     ;;
   docker)
     # Source read-only at a fixed path (incremental fingerprints include it);
