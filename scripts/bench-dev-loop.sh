@@ -108,3 +108,4 @@ if docker image inspect kindling-api:check >/dev/null 2>&1; then
   printf '%-44s %s\n' "production image kindling-api:check" "$(image_mb kindling-api:check)"
 fi
 printf '%-44s %s\n' "staged dev binary" "$(du -h "$SRC/.dev-bin/kindling" | cut -f1)"
+printf '%-44s %s\n' "staged libraries (in the image, never synced)" "$(du -sh "$SRC/.dev-bin/lib" | cut -f1)"

@@ -191,3 +191,16 @@ def test_dev_image_live_update_serves_the_synced_binary(dev_api):
     assert after != before, f"kindling-dev --restart kept pid {before}"
     exe = docker("exec", DEV, "sh", "-c", f"readlink /proc/{after}/exe").stdout.strip()
     assert exe == "/app/live/kindling", f"pid {after} runs {exe}"
+
+
+def test_dev_image_runs_the_dependencies_from_app_lib(dev_api):
+    """tilt/build-binary.sh links the dev binary against one shared library of dependencies
+    and libstd (dylib/, staged in .dev-bin/lib/, copied to /app/lib): the running process has
+    both mapped from there, and nothing else of kindling's."""
+    pid = docker("exec", DEV, "cat", "/tmp/kindling-dev.pid").stdout.strip()
+    maps = docker("exec", DEV, "cat", f"/proc/{pid}/maps").stdout
+    mapped = {line.split()[-1] for line in maps.splitlines() if line.split()[-1].startswith("/app/")}
+    assert "/app/lib/libkindling_dylib.so" in mapped, sorted(mapped)
+    assert any(p.startswith("/app/lib/libstd-") for p in mapped), sorted(mapped)
+    staged = {p.name for p in (ROOT / ".dev-bin" / "lib").iterdir()}
+    assert {p.removeprefix("/app/lib/") for p in mapped if p.startswith("/app/lib/")} == staged
