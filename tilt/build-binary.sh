@@ -68,11 +68,10 @@ case "$MODE" in
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
     # Where libstd lives, asked beside cargo's start-up rather than after the
     # build (each millisecond here is on every edit's path).
-    rustc --print target-libdir >"$OUT/.std-libdir" &
-    asked=$!
+    exec {std_libdir}< <(rustc --print target-libdir)
     cargo build --locked --bin kindling "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
-    wait "$asked"
-    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$(cat "$OUT/.std-libdir")" "$OUT" "$LINK"
+    read -r STD_LIBDIR <&"$std_libdir"
+    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$STD_LIBDIR" "$OUT" "$LINK"
     ;;
   docker)
     # Source read-only at a fixed path (incremental fingerprints include it);

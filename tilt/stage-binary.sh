@@ -42,21 +42,18 @@ fi
 
 # Size and modification time tell whether cargo relinked a library: comparing
 # 80 MB byte by byte on every edit would cost more than the link saves.
+declare -A linked=()
 for lib in "${libs[@]}"; do
-  dst="$OUT/lib/${lib##*/}"
-  if [[ "$(stat -c %s.%Y "$lib")" != "$(stat -c %s.%Y "$dst" 2>/dev/null)" ]]; then
-    cp -p "$lib" "$dst.new"
-    mv -f "$dst.new" "$dst"
-    echo "staged $dst: the dev image is rebuilt"
+  name="${lib##*/}"
+  linked[$name]=1
+  if [[ "$(stat -c %s.%Y "$lib")" != "$(stat -c %s.%Y "$OUT/lib/$name" 2>/dev/null)" ]]; then
+    cp -p "$lib" "$OUT/lib/$name.new"
+    mv -f "$OUT/lib/$name.new" "$OUT/lib/$name"
+    echo "staged $OUT/lib/$name: the dev image is rebuilt"
   fi
 done
 for staged in "$OUT"/lib/*; do
-  [[ -e "$staged" ]] || continue
-  keep=false
-  for lib in "${libs[@]}"; do
-    [[ "${lib##*/}" == "${staged##*/}" ]] && keep=true
-  done
-  if ! $keep; then
+  if [[ -e "$staged" && -z "${linked[${staged##*/}]:-}" ]]; then
     rm -f "$staged"
     echo "removed $staged (no longer linked)"
   fi
