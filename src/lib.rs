@@ -24,11 +24,18 @@ pub use kindling_core::{cli, config, db, domain, error, guards, repository, tele
 pub mod routes;
 pub mod startup;
 
-/// What `kindling` runs (`src/main.rs` passes it to [`cli::main`]).
+/// What `kindling` runs, handed to the command line by [`main`].
 pub const SERVICE: cli::Service = cli::Service {
     build_rocket: startup::build_rocket,
     openapi: routes::openapi::spec,
 };
+
+/// The whole program: the command line ([`cli::main`]) running [`SERVICE`].
+/// `src/main.rs` calls it. The dev loop also compiles this file as the root
+/// of a binary (devbin/Cargo.toml), where this is the entry point.
+pub fn main() -> std::process::ExitCode {
+    cli::main(SERVICE)
+}
 
 // The dev loop's build links every dependency from one shared library
 // (dylib/Cargo.toml); naming the crate is what links it.

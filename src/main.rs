@@ -14,5 +14,5 @@ mod allocator;
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> std::process::ExitCode {
-    kindling::cli::main(kindling::SERVICE)
+    kindling::main()
 }

@@ -69,7 +69,7 @@ case "$MODE" in
     # Where libstd lives, asked beside cargo's start-up rather than after the
     # build (each millisecond here is on every edit's path).
     exec {std_libdir}< <(rustc --print target-libdir)
-    cargo build --locked --bin kindling "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+    cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
     read -r STD_LIBDIR <&"$std_libdir"
     "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$STD_LIBDIR" "$OUT" "$LINK"
     ;;
@@ -84,7 +84,7 @@ case "$MODE" in
       -v kindling-dev-target:/target \
       -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
       -e OWNER="$(id -u):$(id -g)" -e LINK="$LINK" -e FEATURES="$FEATURES" -w /src "$RUST_IMAGE" \
-      sh -euc 'cargo build --locked --bin kindling "$FEATURES"
+      sh -euc 'cargo build --locked --package kindling-devbin "$FEATURES"
                /src/tilt/stage-binary.sh /target/debug "$(rustc --print target-libdir)" /out "$LINK"
                chown -R "$OWNER" /out'
     ;;
@@ -94,7 +94,7 @@ case "$MODE" in
     ;;
 esac
 
-stamp="$(cd "$SRC" && cat Cargo.toml core/Cargo.toml dylib/Cargo.toml Cargo.lock migrations/* | sha256)"
+stamp="$(cd "$SRC" && cat Cargo.toml core/Cargo.toml dylib/Cargo.toml devbin/Cargo.toml Cargo.lock migrations/* | sha256)"
 if [[ "$(cat "$OUT/deps.stamp" 2>/dev/null)" != "$stamp" ]]; then
   echo "$stamp" >"$OUT/deps.stamp"
   echo "dependencies or migrations changed: Tilt rebuilds the image"

@@ -25,17 +25,17 @@ mkdir -p "$OUT/lib"
 libs=()
 if [[ "$LINK" == dynamic ]]; then
   libs=("$BUILD/libkindling_dylib.so" "$STD"/libstd-*.so)
-  if ! out="$(LD_BIND_NOW=1 LD_LIBRARY_PATH="$BUILD:$STD" "$BUILD/kindling" --version 2>&1)"; then
+  if ! out="$(LD_BIND_NOW=1 LD_LIBRARY_PATH="$BUILD:$STD" "$BUILD/kindling-devbin" --version 2>&1)"; then
     echo "the dynamically linked dev binary does not load: $out" >&2
     echo "build it statically instead: KINDLING_DEV_LINK=static (tilt up, or tilt/build-binary.sh)" >&2
     exit 1
   fi
 fi
 
-if cmp -s "$BUILD/kindling" "$OUT/kindling"; then
+if cmp -s "$BUILD/kindling-devbin" "$OUT/kindling"; then
   echo "binary unchanged"
 else
-  cp "$BUILD/kindling" "$OUT/kindling.new"
+  cp "$BUILD/kindling-devbin" "$OUT/kindling.new"
   mv -f "$OUT/kindling.new" "$OUT/kindling"
   echo "staged $OUT/kindling ($(du -h "$OUT/kindling" | cut -f1), $LINK linking)"
 fi

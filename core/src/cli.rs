@@ -33,6 +33,7 @@ pub struct Service {
 
 #[derive(Parser)]
 #[command(
+    name = "kindling",
     version,
     about = "kindling: items and users over HTTP/JSON, backed by Postgres"
 )]
