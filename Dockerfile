@@ -18,7 +18,8 @@ WORKDIR /plan
 COPY Cargo.toml Cargo.lock ./
 COPY core/Cargo.toml core/
 COPY dylib/Cargo.toml dylib/
-RUN for manifest in Cargo.toml core/Cargo.toml dylib/Cargo.toml; do \
+COPY devbin/Cargo.toml devbin/
+RUN for manifest in Cargo.toml core/Cargo.toml dylib/Cargo.toml devbin/Cargo.toml; do \
       mkdir -p "/recipe/$(dirname "$manifest")"; \
       grep -Ev '^[[:space:]]*(#|$)' "$manifest" > "/recipe/$manifest"; \
     done \
@@ -36,8 +37,8 @@ ENV SQLX_OFFLINE=true \
 
 # Dependency layer, rebuilt only when the recipe changes: compile every
 # dependency of the workspace's default members (the binary and core/; the
-# dev loop's dylib/ is never built here) against placeholder targets, then
-# drop the placeholders.
+# dev loop's dylib/ and devbin/ are never built here) against placeholder
+# targets, then drop the placeholders.
 COPY --from=plan /recipe/ ./
 RUN mkdir -p src core/src dylib/src \
  && echo 'fn main() {}' > src/main.rs \
@@ -55,6 +56,7 @@ ENV KINDLING_GIT_SHA=${GIT_SHA}
 COPY Cargo.toml ./
 COPY core/Cargo.toml core/
 COPY dylib/Cargo.toml dylib/
+COPY devbin/Cargo.toml devbin/
 COPY src ./src
 COPY core/src ./core/src
 COPY dylib/src ./dylib/src

@@ -1,7 +1,9 @@
 """The service's modules (src/ and core/src/) have no import cycle (so no two import each
 other), core/ never reaches into the routes' crate, and the check finds a cycle in a
 fixture crate that has one. Also: the dev loop's shared library (dylib/) holds every
-dependency the two crates have, so none is linked into the binary by mistake."""
+dependency the two crates have, so none is linked into the binary by mistake, and the dev
+loop's binary (devbin/) compiles src/lib.rs with the same dependencies as the `kindling`
+package."""
 
 from __future__ import annotations
 
@@ -51,6 +53,16 @@ def test_the_dylib_links_every_dependency():
     assert deps(ROOT / "dylib" / "Cargo.toml") == wanted
     named = set(re.findall(r"^pub use (\w+);", (ROOT / "dylib" / "src" / "lib.rs").read_text(), re.M))
     assert named == {d.replace("-", "_") for d in wanted}
+
+
+def test_the_dev_binary_compiles_the_library_with_its_dependencies():
+    devbin = tomllib.loads((ROOT / "devbin" / "Cargo.toml").read_text())
+    kindling = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    assert [b["path"] for b in devbin["bin"]] == ["../src/lib.rs"]
+    assert set(devbin["dependencies"]) == set(kindling["dependencies"]) - NOT_IN_DYLIB
+    assert devbin["features"] == kindling["features"]
+    # The crate root it compiles has the entry point (`pub fn main`).
+    assert re.search(r"^pub fn main\(\)", (ROUTES_CRATE / "lib.rs").read_text(), re.M)
 
 
 def test_a_cycle_is_found_and_comments_are_not_imports():
