@@ -26,10 +26,12 @@
 #         named volumes, so it stays incremental. For macOS and Windows (a host
 #         build would not be a Linux binary) and for newer-glibc Linux hosts.
 #
-# Both use the dev profile without debuginfo (the binary is ~5x smaller to
-# sync and links faster) and `--features dynamic-linking`: the dependencies
-# come from one shared library, so the link after an edit is small
-# (docs/dev-loop.md, "Measured"). Environment: KINDLING_DEV_LINK=static links
+# Both build the dev loop's binary, devbin/ (src/lib.rs compiled as one
+# binary crate: one rustc run per handler edit), with the dev profile without
+# debuginfo (the binary is ~5x smaller to sync and links faster) and
+# `--features dynamic-linking`: the dependencies come from one shared
+# library, so the link after an edit is small (docs/dev-loop.md, "Measured").
+# Environment: KINDLING_DEV_LINK=static links
 # everything into the binary instead (slower, and the way out should a
 # toolchain ever produce a dynamic binary that does not load: the staging
 # step checks that it does); KINDLING_SRC (source tree, default the
@@ -60,18 +62,16 @@ case "$MODE" in
       echo "host mode builds a $(uname -s) binary; use: tilt up -- --build=docker" >&2
       exit 2
     fi
-    glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
-    if [[ -n "$glibc" ]] && [[ "$(printf '%s\n2.41\n' "$glibc" | sort -V | tail -n1)" != 2.41 ]]; then
+    glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null || true)"
+    glibc="${glibc#glibc }"
+    if [[ "$glibc" =~ ^([0-9]+)\.([0-9]+) ]] &&
+       ((BASH_REMATCH[1] > 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] > 41))); then
       echo "warning: host glibc $glibc is newer than the dev image's (2.41); if the pod fails" \
            "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
-    # Where libstd lives, asked beside cargo's start-up rather than after the
-    # build (each millisecond here is on every edit's path).
-    exec {std_libdir}< <(rustc --print target-libdir)
     cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
-    read -r STD_LIBDIR <&"$std_libdir"
-    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$STD_LIBDIR" "$OUT" "$LINK"
+    "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$OUT" "$LINK"
     ;;
   docker)
     # Source read-only at a fixed path (incremental fingerprints include it);
@@ -85,7 +85,7 @@ case "$MODE" in
       -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
       -e OWNER="$(id -u):$(id -g)" -e LINK="$LINK" -e FEATURES="$FEATURES" -w /src "$RUST_IMAGE" \
       sh -euc 'cargo build --locked --package kindling-devbin "$FEATURES"
-               /src/tilt/stage-binary.sh /target/debug "$(rustc --print target-libdir)" /out "$LINK"
+               /src/tilt/stage-binary.sh /target/debug /out "$LINK"
                chown -R "$OWNER" /out'
     ;;
   *)
