@@ -55,10 +55,29 @@ esac
 # shellcheck source=tilt/lib.sh
 source "$ROOT/tilt/lib.sh"
 
+# Host mode, after an edit under src/ alone: rustc run exactly as cargo last
+# ran it for the dev binary (recorded by tilt/rustc-wrapper.sh), without
+# cargo's start-up. Anything else goes through cargo: other files changed
+# since the recording (manifests, core/, migrations/, cargo configuration,
+# the toolchain), other settings, an error, or any message from rustc (cargo
+# then shows it as usual). KINDLING_DEV_REPLAY=off always runs cargo.
+replay_build() {
+  [[ "${KINDLING_DEV_REPLAY:-on}" == on && -f "$REPLAY" ]] || return 1
+  [[ "$(cat "$REPLAY.settings" 2>/dev/null)" == "$settings" ]] || return 1
+  local rustup="${RUSTUP_HOME:-$HOME/.rustup}" changed
+  changed="$(find "$SRC/Cargo.toml" "$SRC/Cargo.lock" "$SRC/core" "$SRC/dylib" "$SRC/devbin" \
+    "$SRC/migrations" "$SRC/.cargo" "$SRC/rust-toolchain" "$SRC/rust-toolchain.toml" \
+    "${CARGO_HOME:-$HOME/.cargo}/config.toml" "$rustup/settings.toml" "$ROOT/tilt/rustc-wrapper.sh" \
+    -newer "$REPLAY" -print -quit 2>/dev/null || true)"
+  [[ -z "$changed" ]] || return 1
+  bash "$REPLAY" 2>"$REPLAY.log" || return 1
+  ! grep -q '"[$]message_type":"diagnostic"' "$REPLAY.log"
+}
+
 mkdir -p "$OUT"
 case "$MODE" in
   host)
-    if [[ "$(uname -s)" != Linux ]]; then
+    if [[ "$OSTYPE" != linux* ]]; then
       echo "host mode builds a $(uname -s) binary; use: tilt up -- --build=docker" >&2
       exit 2
     fi
@@ -70,7 +89,23 @@ case "$MODE" in
            "with 'GLIBC_2.xx not found', use: tilt up -- --build=docker" >&2
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
-    cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+    REPLAY="$TARGET/kindling-devbin.replay"
+    # What the recorded rustc run depends on besides src/: the link mode and
+    # every cargo and rustc setting in the environment.
+    settings="$LINK"
+    for name in $(compgen -e); do
+      if [[ "$name" == CARGO* || "$name" == RUST* ]]; then
+        settings+=$'\n'"$name=${!name}"
+      fi
+    done
+    if replay_build; then
+      echo "compiled src/ with rustc alone, as cargo last ran it (no other input changed)"
+    else
+      rm -f "$REPLAY.settings"
+      KINDLING_REPLAY="$REPLAY" RUSTC_WORKSPACE_WRAPPER="$ROOT/tilt/rustc-wrapper.sh" \
+        cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+      printf '%s\n' "$settings" >"$REPLAY.settings"
+    fi
     "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$OUT" "$LINK"
     ;;
   docker)
