@@ -68,7 +68,7 @@ replay_build() {
   changed="$(find "$SRC/Cargo.toml" "$SRC/Cargo.lock" "$SRC/core" "$SRC/dylib" "$SRC/devbin" \
     "$SRC/migrations" "$SRC/.cargo" "$SRC/rust-toolchain" "$SRC/rust-toolchain.toml" \
     "${CARGO_HOME:-$HOME/.cargo}/config.toml" "$rustup/settings.toml" "$ROOT/tilt/rustc-wrapper.sh" \
-    -newer "$REPLAY" -print -quit 2>/dev/null || true)"
+    -newer "$REPLAY.settings" -print -quit 2>/dev/null || true)"
   [[ -z "$changed" ]] || return 1
   bash "$REPLAY" 2>"$REPLAY.log" || return 1
   ! grep -q '"[$]message_type":"diagnostic"' "$REPLAY.log"
@@ -101,10 +101,17 @@ case "$MODE" in
     if replay_build; then
       echo "compiled src/ with rustc alone, as cargo last ran it (no other input changed)"
     else
+      # The settings file is dated when cargo starts: a file changed while
+      # cargo runs counts as changed after the recording.
       rm -f "$REPLAY.settings"
+      printf '%s\n' "$settings" >"$REPLAY.settings.new"
       KINDLING_REPLAY="$REPLAY" RUSTC_WORKSPACE_WRAPPER="$ROOT/tilt/rustc-wrapper.sh" \
         cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
-      printf '%s\n' "$settings" >"$REPLAY.settings"
+      # Only a recording made by this build matches these settings (with the
+      # dev binary fresh, cargo runs no rustc and records nothing).
+      if [[ "$REPLAY" -nt "$REPLAY.settings.new" ]]; then
+        mv -f "$REPLAY.settings.new" "$REPLAY.settings"
+      fi
     fi
     "$ROOT/tilt/stage-binary.sh" "$TARGET/debug" "$OUT" "$LINK"
     ;;
