@@ -31,13 +31,16 @@
 # debuginfo (the binary is ~5x smaller to sync and links faster) and
 # `--features dynamic-linking`: the dependencies come from one shared
 # library, so the link after an edit is small (docs/dev-loop.md, "Measured").
-# Environment: KINDLING_DEV_LINK=static links
-# everything into the binary instead (slower, and the way out should a
-# toolchain ever produce a dynamic binary that does not load: the staging
-# step checks that it does); KINDLING_SRC (source tree, default the
-# repository; the benchmark points it at a copy); KINDLING_DEV_TARGET (host
-# mode target dir, default target/tilt, kept apart from plain `cargo build`
-# output because the profile differs).
+# Host mode also skips cargo after an edit under src/ alone (replay_build
+# below).
+#
+# Environment: KINDLING_DEV_LINK=static links everything into the binary
+# instead (slower, and the way out should a toolchain ever produce a dynamic
+# binary that does not load: the staging step checks that it does);
+# KINDLING_DEV_REPLAY=off runs cargo for every build; KINDLING_SRC (source
+# tree, default the repository; the benchmark points it at a copy);
+# KINDLING_DEV_TARGET (host mode target dir, default target/tilt, kept apart
+# from plain `cargo build` output because the profile differs).
 set -euo pipefail
 
 MODE="${1:-host}"

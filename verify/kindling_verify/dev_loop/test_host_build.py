@@ -2,7 +2,7 @@
 edit after edit as Tilt runs it: an edit under src/ alone is compiled by rustc without
 cargo (the run tilt/rustc-wrapper.sh recorded) and the staged binary carries it; a compile
 error shows rustc's own message and the next build goes through cargo again; an edit in
-core/ and a changed cargo setting go through cargo.
+core/, KINDLING_DEV_REPLAY=off and a changed cargo setting go through cargo.
 
 The copy and its target directory live in target/verify-host-build/ (the first run compiles
 every dependency once; later runs reuse them).
@@ -40,8 +40,8 @@ def copy() -> Path:
 
 
 def build(copy: Path, **env: str):
-    environ = dict(os.environ, KINDLING_DEV_TARGET=str(BASE / "target"), **env)
-    environ.pop("KINDLING_DEV_REPLAY", None)
+    environ = {k: v for k, v in os.environ.items() if k != "KINDLING_DEV_REPLAY"}
+    environ.update(KINDLING_DEV_TARGET=str(BASE / "target"), **env)
     return run([copy / "tilt" / "build-binary.sh", "host"], cwd=copy, check=False, env=environ)
 
 
@@ -96,6 +96,12 @@ def test_core_and_cargo_settings_go_through_cargo(copy):
     assert core_edit.returncode == 0
     assert WITHOUT_CARGO not in core_edit.stdout and "Compiling kindling-core" in core_edit.stderr
     assert b"edit-four-0b6d" in staged(copy)
+
+    mark(copy, "edit-off-3e8a")
+    off = build(copy, KINDLING_DEV_REPLAY="off")
+    assert off.returncode == 0 and WITHOUT_CARGO not in off.stdout
+    assert "Compiling kindling-devbin" in off.stderr
+    assert b"edit-off-3e8a" in staged(copy)
 
     mark(copy, "edit-five-c41e")
     other_settings = build(copy, CARGO_TERM_COLOR="never")
