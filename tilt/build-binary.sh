@@ -93,6 +93,7 @@ case "$MODE" in
     fi
     TARGET="${KINDLING_DEV_TARGET:-$SRC/target/tilt}"
     REPLAY="$TARGET/kindling-devbin.replay"
+    mkdir -p "$TARGET"
     # What the recorded rustc run depends on besides src/: the link mode and
     # every cargo and rustc setting in the environment.
     settings="$LINK"
