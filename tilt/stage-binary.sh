@@ -31,17 +31,16 @@ same_file() {
 
 libs=()
 if [[ "$LINK" == dynamic ]]; then
-  # Where libstd is: asked of rustc only when the dependencies' library was
-  # relinked. A new toolchain rebuilds every crate, so while that library is
-  # the one staged, so is libstd (this saves ~25 ms of rustc on each edit).
+  # While the dependencies' library is the one staged, both libraries are:
+  # a new toolchain rebuilds every crate, so libstd changes only with it.
+  # Only otherwise is rustc asked where libstd is (~25 ms on each edit).
   staged_std=("$OUT"/lib/libstd-*.so)
   if same_file "$BUILD/libkindling_dylib.so" "$OUT/lib/libkindling_dylib.so" && [[ -e "${staged_std[0]}" ]]; then
-    std_dir="$OUT/lib"
+    libs=("$OUT/lib/libkindling_dylib.so" "${staged_std[@]}")
   else
-    std_dir="$(rustc --print target-libdir)"
+    libs=("$BUILD/libkindling_dylib.so" "$(rustc --print target-libdir)"/libstd-*.so)
   fi
-  libs=("$BUILD/libkindling_dylib.so" "$std_dir"/libstd-*.so)
-  if ! out="$(LD_BIND_NOW=1 LD_LIBRARY_PATH="$BUILD:$std_dir" "$BUILD/kindling-devbin" --version 2>&1)"; then
+  if ! out="$(LD_BIND_NOW=1 LD_LIBRARY_PATH="${libs[0]%/*}:${libs[1]%/*}" "$BUILD/kindling-devbin" --version 2>&1)"; then
     echo "the dynamically linked dev binary does not load: $out" >&2
     echo "build it statically instead: KINDLING_DEV_LINK=static (tilt up, or tilt/build-binary.sh)" >&2
     exit 1
