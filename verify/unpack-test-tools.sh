@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Unpack the real Tilt and Loki that CI uses as test tools (../shared/bin, next to
+# Unpack the real Tilt, Loki and Helm that CI uses as test tools (../shared/bin, next to
 # the project root) into a scratch folder outside the repository, and print the
 # `export` lines that point the checks at them:
 #   eval "$(verify/unpack-test-tools.sh)"
-# Contributors with tilt or loki on PATH do not need this: the checks look at
-# KINDLING_TILT / KINDLING_LOKI first, then PATH. Idempotent (checks sha256).
+# Contributors with tilt, loki or helm on PATH do not need this: the checks look at
+# KINDLING_TILT / KINDLING_LOKI / KINDLING_HELM first, then PATH. Idempotent (checks sha256).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${KINDLING_SHARED:-$ROOT/../shared}"
@@ -15,8 +15,9 @@ mkdir -p "$DEST"
 declare -A SHA=(
   [tilt]=3db0d80b010790f57e0ae4c5669d0fe93e6b6f42fb51e017c1d92ad3c7a6ef0a
   [loki]=649a1ba21d1c1255bee40b1ae2346f7a5412f0081c50eea3fa1ff29f6b998cdc
+  [helm]=605ef976539ca6423b76e4c013f7bc181f9e0e55f4d6cb5d39abff60bf94d7a0
 )
-for tool in tilt loki; do
+for tool in tilt loki helm; do
   src="$SHARED/bin/$tool.xz"
   bin="$DEST/$tool"
   if [[ -x "$bin" ]] && [[ "$(sha256sum "$bin" | cut -d' ' -f1)" == "${SHA[$tool]}" ]]; then
