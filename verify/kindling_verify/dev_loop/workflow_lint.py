@@ -15,6 +15,10 @@ GitHub, which CI cannot reach. On top of actionlint, these are checked directly:
   checksums   no 64-hex-digit string: a checksum of a download is fetched from
               its release at run time, never written here
 
+actionlint's and yamllint's exit status must agree with their output (0 and no findings, or
+findings and the status that means "problems found"): a checker that crashed or could not read
+its configuration reports nothing, and that silence is itself a failure.
+
 Tests: test_workflow_lint.py, with a self-test: the broken fixture must give exactly the
 reports in testdata/workflow-broken.expected. By hand:
   .venv-checks/bin/python -m kindling_verify.dev_loop.workflow_lint FILE...
@@ -87,6 +91,16 @@ def lint(path: Path, shellcheck: str) -> list[str]:
     return v
 
 
+def exit_problems(name: str, p: subprocess.CompletedProcess, found: list[str], problems_status: set[int]) -> list[str]:
+    """A checker's exit status must agree with what it printed: 0 with no findings, one of
+    `problems_status` with some. Otherwise it failed (bad config, crash) and its silence
+    proves nothing."""
+    if (p.returncode == 0 and not found) or (p.returncode in problems_status and found):
+        return []
+    tail = (p.stderr or p.stdout).strip()[-500:]
+    return [f"{name}: exited {p.returncode} with {len(found)} findings: {tail}"]
+
+
 def run(files: list[Path]) -> list[str]:
     actionlint = tool("actionlint", "KINDLING_ACTIONLINT")
     shellcheck = tool("shellcheck", "KINDLING_SHELLCHECK")
@@ -95,16 +109,19 @@ def run(files: list[Path]) -> list[str]:
     if not actionlint:
         sys.exit("actionlint not found: verify/install.sh installs it (or set KINDLING_ACTIONLINT)")
     out = []
-    if actionlint:
-        env = dict(os.environ, PATH=f"{Path(shellcheck).parent}:{os.environ['PATH']}")
-        # From the root: actionlint names the files relative to its working directory.
-        p = subprocess.run([actionlint, "-oneline", *map(str, files)], capture_output=True, text=True, env=env,
-                           cwd=ROOT)
-        out += [f"actionlint: {line}" for line in p.stdout.splitlines() if line.strip()]
-        print(f"workflow-lint: actionlint ({actionlint})")
+    env = dict(os.environ, PATH=f"{Path(shellcheck).parent}:{os.environ['PATH']}")
+    # From the root: actionlint names the files relative to its working directory.
+    p = subprocess.run([actionlint, "-oneline", *map(str, files)], capture_output=True, text=True, env=env,
+                       cwd=ROOT)
+    found = [f"actionlint: {line}" for line in p.stdout.splitlines() if line.strip()]
+    # actionlint exits 1 when it reports problems; 2 and 3 are a bad command line or a crash.
+    out += found + exit_problems("actionlint", p, found, problems_status={1})
+    print(f"workflow-lint: actionlint ({actionlint})")
     p = subprocess.run([str(VENV_BIN / "yamllint"), "-s", "-c", str(ROOT / ".yamllint"), *map(str, files)],
                        capture_output=True, text=True)
-    out += [f"yaml: {line.strip()}" for line in p.stdout.splitlines() if re.search(r"\d+:\d+", line)]
+    found = [f"yaml: {line.strip()}" for line in p.stdout.splitlines() if re.search(r"\d+:\d+", line)]
+    # yamllint -s exits 1 on errors, 2 on warnings only; anything else means it did not lint.
+    out += found + exit_problems("yamllint", p, found, problems_status={1, 2})
     for f in files:
         out += [f"{f.name}: {x}" for x in lint(f, shellcheck)]
     return out
