@@ -134,12 +134,14 @@ def required_test_tool(name: str) -> str:
 # --------------------------------------------------------------------------- Postgres, the API
 
 class Postgres:
-    """The test Postgres image in a container on a free 127.0.0.1 port."""
+    """The test Postgres image in a container on a free 127.0.0.1 port (`env`: more variables
+    for the container); a cluster that is not UTF8 is refused."""
 
-    def __init__(self, image: str = POSTGRES_IMAGE, password: str = "kindling"):
+    def __init__(self, image: str = POSTGRES_IMAGE, password: str = "kindling", env: dict[str, str] | None = None):
         self.port = free_port()
         self.password = password
-        self.container = self._docker("run", "-d", "-e", f"POSTGRES_PASSWORD={password}",
+        extra_env = [f"--env={k}={v}" for k, v in (env or {}).items()]
+        self.container = self._docker("run", "-d", "-e", f"POSTGRES_PASSWORD={password}", *extra_env,
                                       "-p", f"127.0.0.1:{self.port}:5432", image).strip()
         # Over TCP: during initdb the image's temporary server listens on the socket only.
         if not wait_for(lambda: subprocess.run(
@@ -152,6 +154,14 @@ class Postgres:
                                "(Docker and the image: verify/docker-setup.sh)")
         self.version = self.psql("SELECT current_setting('server_version') || ', ' || "
                                  "current_setting('server_encoding')")
+        # Production's cluster is UTF8, and length limits and case-insensitive uniqueness
+        # depend on it: another encoding would make the checks pass or fail for the wrong reason
+        # (the Rust harness refuses it too).
+        encoding = self.psql("SHOW server_encoding")
+        if encoding != "UTF8":
+            self.remove()
+            raise RuntimeError(f"Postgres ({image}) has server_encoding {encoding}, not UTF8 like production "
+                               "(initialise it with UTF-8: verify/docker-setup.sh)")
 
     @staticmethod
     def _docker(*args: str) -> str:
