@@ -9,9 +9,10 @@
   below; e2e.py checks it again against the labels the running API
   actually pushed);
 - the kustomization's grafana-dashboards generator ships exactly the JSON files in the folder;
-- every PromQL expression of the dashboards and of prometheus/rules/ means the same on
-  Prometheus 2 (CI) and 3 (the cluster): see prom_versions.py. The Prometheus datasource's
-  timeInterval must be the scrape interval, which that relies on for $__rate_interval.
+- every range window of the dashboards' and rules' PromQL spans at least four of the cluster's
+  scrape intervals (promql_windows.py: CI's Prometheus scrapes every second and cannot show a
+  window that is too short). The Prometheus datasource's timeInterval must be the scrape
+  interval, which that relies on for $__rate_interval.
 
 Prints one line per dashboard and a summary; test_static.py fails on any finding.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import yaml
 
-from kindling_verify.observability.prom_versions import duration_seconds, version_problems
 from kindling_verify.observability.promlib import (
     DASHBOARDS_DIR,
     DATASOURCES,
@@ -34,6 +34,7 @@ from kindling_verify.observability.promlib import (
     panels,
     variable_refs,
 )
+from kindling_verify.observability.promql_windows import duration_seconds, short_windows
 
 # The stream labels the API's Loki shipper attaches (core/src/telemetry/loki.rs); the pod's name
 # is structured metadata, not a stream label.
@@ -97,7 +98,7 @@ def problems() -> list[str]:
                     if var not in variables and var not in GRAFANA_BUILTINS:
                         found.append(f"{pw} {t.get('refId')}: unknown variable ${var}")
                 if sources[ds_uid] == "prometheus":
-                    for problem in version_problems(expr, scrape_interval):
+                    for problem in short_windows(expr, scrape_interval):
                         found.append(f"{pw} {t.get('refId')}: {problem}")
                 if sources[ds_uid] == "loki":
                     used = {lbl for sel in logql_selectors(expr) for lbl, _, _ in sel}
@@ -117,7 +118,7 @@ def problems() -> list[str]:
         for group in yaml.safe_load(rf.read_text())["groups"]:
             for rule in group["rules"]:
                 n_rules += 1
-                for problem in version_problems(rule["expr"], scrape_interval):
+                for problem in short_windows(rule["expr"], scrape_interval):
                     name = rule.get("alert") or rule.get("record")
                     found.append(f"{rf.name} {name}: {problem}")
 
@@ -135,5 +136,5 @@ def problems() -> list[str]:
     for p in found:
         print(f"FAIL {p}")
     print(f"dashboards: {len(seen_uids)} dashboards, {n_panels} panels, {n_queries} queries, "
-          f"{n_rules} rules checked for Prometheus 2/3 equivalence, {len(found)} problems")
+          f"{n_rules} rules checked for range windows, {len(found)} problems")
     return found

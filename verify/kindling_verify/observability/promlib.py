@@ -1,5 +1,6 @@
-"""The observability suite's own helpers: paths, the Prometheus config variants that
-Debian's Prometheus 2.42 can load, a Prometheus process, and PromQL / LogQL inspection.
+"""The observability suite's own helpers: paths, the scrape config with Kubernetes discovery
+replaced by files (no API server runs here), a Prometheus process (3.5.3, the cluster's version,
+from verify/install.sh), and PromQL / LogQL inspection.
 What every suite needs (ports, processes, the repository root) is in kindling_verify.helpers.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from kindling_verify.helpers import ROOT, kustomize, stop_process
+from kindling_verify.helpers import ROOT, kustomize, stop_process, venv_tool
 
 OBS = ROOT / "k8s" / "observability"
 PROM_CONFIG = OBS / "prometheus" / "prometheus.yaml"
@@ -51,16 +51,6 @@ def log(msg: str) -> None:
 
 def load_config() -> dict:
     return yaml.safe_load(PROM_CONFIG.read_text())
-
-
-def syntax_only_copy(cfg: dict) -> dict:
-    """The config with every kubernetes_sd_configs block swapped for a static target, for
-    `promtool check config --syntax-only` (Debian's 2.42 has no Kubernetes discovery)."""
-    cfg = copy.deepcopy(cfg)
-    for job in cfg["scrape_configs"]:
-        if job.pop("kubernetes_sd_configs", None) is not None:
-            job.setdefault("static_configs", []).append({"targets": ["placeholder.invalid:80"]})
-    return cfg
 
 
 def file_sd_copy(cfg: dict, sd_dir: Path, *, prometheus_port: int, ksm_address: str,
@@ -123,14 +113,12 @@ def write_yaml(path: Path, data: dict) -> Path:
 # --------------------------------------------------------------------------- Prometheus process
 
 class Prometheus:
-    """Debian's Prometheus server on 127.0.0.1, in a scratch directory."""
+    """The Prometheus server of .venv-checks (verify/install.sh) on 127.0.0.1, in a scratch directory."""
 
     def __init__(self, config: Path, workdir: Path, port: int):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise SystemExit("prometheus not found: run verify/install.sh")
+        binary = venv_tool("prometheus")
         self.log_path = workdir / "prometheus.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

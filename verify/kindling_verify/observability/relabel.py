@@ -1,7 +1,7 @@
 """Relabelling test: the shipped scrape config's relabel rules, run by a real Prometheus.
 
-Debian's Prometheus 2.42 has no Kubernetes discovery, so each kubernetes_sd_configs block is
-swapped for file_sd_configs (promlib.file_sd_copy) and the discovery result is written by hand:
+No Kubernetes API server runs in CI, so each kubernetes_sd_configs block is swapped for
+file_sd_configs (promlib.file_sd_copy) and the discovery result is written by hand:
 targets carrying the __meta_kubernetes_* labels that Prometheus' pod and node roles document.
 The API and migration pods carry the labels and annotations of the rendered dev overlay
 (`kubectl kustomize k8s/overlays/dev`), so a change to the Deployment is tested here.

@@ -16,6 +16,10 @@ def failures(loki, tmp_path_factory) -> dict[str, list[str]]:
     return e2e.run(built_kindling(), work, loki, report_path=work / "e2e-report.json")
 
 
+def test_promtool_check_metrics_finds_nothing_in_the_api_exposition(failures):
+    assert not failures["exposition"]
+
+
 def test_request_mix_produces_every_status(failures):
     assert not failures["traffic"]
 
@@ -39,3 +43,11 @@ def test_recorded_series_are_still_scraped(failures):
 def test_loki_returns_the_probe_request_and_every_dashboard_logql_query(failures):
     required_test_tool("loki")
     assert not failures["logql"]
+
+
+def test_a_promtool_finding_on_the_exposition_is_a_failure():
+    """check_exposition itself, on a counter without the _total suffix and on a clean one."""
+    found = []
+    e2e.check_exposition(b"# HELP foo a counter\n# TYPE foo counter\nfoo 1\n", found.append)
+    e2e.check_exposition(b"# HELP foo_total a counter\n# TYPE foo_total counter\nfoo_total 1\n", found.append)
+    assert len(found) == 1 and 'should have "_total" suffix' in found[0], found
