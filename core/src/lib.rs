@@ -6,6 +6,7 @@
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
 //! - `db`          connection pool (`db/pool.rs`), migrations, schema checks, query time limits
+//! - `dev_reload`  the dev loop's `dev reload` line after a live update (dev image only)
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
@@ -13,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dev_reload;
 pub mod domain;
 pub mod error;
 pub mod guards;
