@@ -57,6 +57,10 @@ case "$LINK" in
 esac
 # shellcheck source=tilt/lib.sh
 source "$ROOT/tilt/lib.sh"
+# Where the edit's clock starts: tilt/stage-binary.sh hands the build's
+# timings to the restarted service (its `dev reload` line).
+KINDLING_BUILD_STARTED_MS="$(epoch_ms)"
+export KINDLING_BUILD_STARTED_MS
 
 # Host mode, after an edit under src/ alone: rustc run exactly as cargo last
 # ran it for the dev binary (recorded by tilt/rustc-wrapper.sh), without
@@ -129,6 +133,7 @@ case "$MODE" in
       -v kindling-dev-cargo-registry:/usr/local/cargo/registry \
       -v kindling-dev-target:/target \
       -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
+      -e KINDLING_BUILD_STARTED_MS \
       -e OWNER="$(id -u):$(id -g)" -e LINK="$LINK" -e FEATURES="$FEATURES" -w /src "$RUST_IMAGE" \
       sh -euc 'cargo build --locked --package kindling-devbin "$FEATURES"
                /src/tilt/stage-binary.sh /target/debug /out "$LINK"

@@ -19,6 +19,9 @@ LIVE_BIN=/app/live/kindling
 STATE=${KINDLING_DEV_STATE:-/tmp}
 PIDFILE="$STATE/kindling-dev.pid"
 RESTART_FLAG="$STATE/kindling-dev.restart"
+# The synced build's timings (tilt/stage-binary.sh), which the restarted
+# kindling logs as its `dev reload` line (core/src/dev_reload.rs).
+LIVE_FIGURES=/app/live/dev-reload.env
 
 if [ "${1:-}" = "--restart" ]; then
   pid=$(cat "$PIDFILE" 2>/dev/null) || { echo "kindling-dev: kindling is not running" >&2; exit 1; }
@@ -51,6 +54,13 @@ while :; do
   while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done
   if ! $stopping && [ -f "$RESTART_FLAG" ]; then
     rm -f "$RESTART_FLAG"
+    # Moved away, so they go with this start only: a restart without a new
+    # sync reports nothing.
+    if mv -f "$LIVE_FIGURES" "$STATE/dev-reload.env" 2>/dev/null; then
+      export KINDLING_DEV_RELOAD_FILE="$STATE/dev-reload.env"
+    else
+      unset KINDLING_DEV_RELOAD_FILE
+    fi
     echo "kindling-dev: restarting with $bin" >&2
     continue
   fi

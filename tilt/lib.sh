@@ -13,3 +13,18 @@ sha256() {
     return 1
   fi
 }
+
+# Milliseconds since the epoch, for the dev loop's timings: bash 5's clock
+# (no fork), else GNU date, else whole seconds (macOS's bash 3.2 and BSD date,
+# where only docker mode's build start is taken).
+epoch_ms() {
+  local t
+  if [[ -n "${EPOCHREALTIME:-}" ]]; then
+    t="${EPOCHREALTIME//[.,]/}"
+    echo "${t:0:${#t}-3}"
+  elif t="$(date +%s%3N)" && [[ "$t" =~ ^[0-9]+$ ]]; then
+    echo "$t"
+  else
+    echo "$(date +%s)000"
+  fi
+}

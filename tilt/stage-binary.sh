@@ -18,10 +18,34 @@
 # first, then the libraries, which change only with the dependencies or the
 # toolchain. The Tiltfile's fall_back_on turns a library change into an image
 # rebuild, which must then copy the new binary, hence the order.
+#
+# With KINDLING_BUILD_STARTED_MS (Unix ms, set by tilt/build-binary.sh when
+# the build began), a changed binary comes with OUT/dev-reload.env: its
+# build id (CRC of the binary), the compile time (build start to staging
+# start) and the staging time. Tilt syncs it beside the binary and the
+# restarted service logs it as its `dev reload` line (core/src/dev_reload.rs).
 set -euo pipefail
 
 BUILD="$1" OUT="$2" LINK="$3"
 mkdir -p "$OUT/lib"
+
+# shellcheck source=tilt/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+STAGE_STARTED_MS="$(epoch_ms)"
+
+# Written before the binary: when Tilt sees the binary change, the figures
+# that go with it are already in place.
+hand_over_figures() {
+  [[ -n "${KINDLING_BUILD_STARTED_MS:-}" ]] || return 0
+  local crc
+  read -r crc _ < <(cksum "$BUILD/kindling-devbin")
+  printf '%s\n' "# this build's figures (tilt/stage-binary.sh), for core/src/dev_reload.rs" \
+    "build_id=$(printf '%08x' "$crc")" \
+    "build_started_unix_ms=$KINDLING_BUILD_STARTED_MS" \
+    "compile_ms=$((STAGE_STARTED_MS - KINDLING_BUILD_STARTED_MS))" \
+    "stage_ms=$(($(epoch_ms) - STAGE_STARTED_MS))" >"$OUT/dev-reload.env.new"
+  mv -f "$OUT/dev-reload.env.new" "$OUT/dev-reload.env"
+}
 
 # Size and modification time tell whether cargo relinked a library: comparing
 # 80 MB byte by byte on every edit would cost more than the link saves.
@@ -50,6 +74,7 @@ fi
 if cmp -s "$BUILD/kindling-devbin" "$OUT/kindling"; then
   echo "binary unchanged"
 else
+  hand_over_figures
   cp "$BUILD/kindling-devbin" "$OUT/kindling.new"
   mv -f "$OUT/kindling.new" "$OUT/kindling"
   echo "staged $OUT/kindling ($(du -h "$OUT/kindling" | cut -f1), $LINK linking)"

@@ -262,17 +262,21 @@ def check(r: Result, full: bool = True, cluster: str = "kind") -> list[str]:
             if not lu.get("syncs"):
                 continue
             copies, made, chowned = dockerfile_facts(text)
+            # One of the syncs is the binary the entrypoint runs (another may carry the
+            # build's timings beside it: test_dev_reload_contract.py).
+            remotes = sorted(s["containerPath"] for s in lu["syncs"])
+            for dst, src in copies.items():
+                f = ROOT / src
+                if dst.startswith("/usr/local/bin/") and f.is_file():
+                    mm = re.search(r"^LIVE_BIN=(\S+)", f.read_text(), re.M)
+                    if mm and mm.group(1) not in remotes:
+                        v.append(f"[live-update] {src} runs {mm.group(1)} but live_update syncs to "
+                                 f"{', '.join(remotes)}")
             for s in lu["syncs"]:
                 remote = s["containerPath"]
                 live_dir = str(Path(remote).parent)
                 if live_dir not in made or live_dir not in chowned:
                     v.append(f"[live-update] sync target dir {live_dir} is not created and chowned in the Dockerfile")
-                for dst, src in copies.items():
-                    f = ROOT / src
-                    if dst.startswith("/usr/local/bin/") and f.is_file():
-                        mm = re.search(r"^LIVE_BIN=(\S+)", f.read_text(), re.M)
-                        if mm and mm.group(1) != remote:
-                            v.append(f"[live-update] {src} runs {mm.group(1)} but live_update syncs to {remote}")
                 for o in workloads:
                     if o["kind"] in ("Job", "CronJob"):
                         continue  # exited pods are not live-updated
