@@ -66,11 +66,15 @@ export KINDLING_BUILD_STARTED_MS
 # ran it for the dev binary (recorded by tilt/rustc-wrapper.sh), without
 # cargo's start-up. Anything else goes through cargo: other files changed
 # since the recording (manifests, core/, migrations/, cargo configuration,
-# the toolchain), other settings, an error, or any message from rustc (cargo
-# then shows it as usual). KINDLING_DEV_REPLAY=off always runs cargo.
+# the toolchain), other settings, another value of an environment variable a
+# compiled crate reads (`option_env!` in core/: $REPLAY.env), or an error
+# (cargo then shows it as usual). rustc's warnings are shown as cargo shows
+# them: handing them to cargo would compile the crate a second time.
+# KINDLING_DEV_REPLAY=off always runs cargo.
 replay_build() {
-  [[ "${KINDLING_DEV_REPLAY:-on}" == on && -f "$REPLAY" ]] || return 1
+  [[ "${KINDLING_DEV_REPLAY:-on}" == on && -f "$REPLAY" && -f "$REPLAY.env" ]] || return 1
   [[ "$(cat "$REPLAY.settings" 2>/dev/null)" == "$settings" ]] || return 1
+  [[ "$(env_values <"$REPLAY.env")" == "$(<"$REPLAY.env")" ]] || return 1
   local rustup="${RUSTUP_HOME:-$HOME/.rustup}" changed
   changed="$(find "$SRC/Cargo.toml" "$SRC/Cargo.lock" "$SRC/core" "$SRC/dylib" "$SRC/devbin" \
     "$SRC/migrations" "$SRC/.cargo" "$SRC/rust-toolchain" "$SRC/rust-toolchain.toml" \
@@ -78,7 +82,7 @@ replay_build() {
     -newer "$REPLAY.settings" -print -quit 2>/dev/null || true)"
   [[ -z "$changed" ]] || return 1
   bash "$REPLAY" 2>"$REPLAY.log" || return 1
-  ! grep -q '"[$]message_type":"diagnostic"' "$REPLAY.log"
+  show_rustc_diagnostics <"$REPLAY.log"
 }
 
 mkdir -p "$OUT"
@@ -118,6 +122,7 @@ case "$MODE" in
       # Only a recording made by this build matches these settings (with the
       # dev binary fresh, cargo runs no rustc and records nothing).
       if [[ "$REPLAY" -nt "$REPLAY.settings.new" ]]; then
+        env_inputs "$TARGET/debug" | env_values >"$REPLAY.env"
         mv -f "$REPLAY.settings.new" "$REPLAY.settings"
       fi
     fi

@@ -14,6 +14,77 @@ sha256() {
   fi
 }
 
+# rustc's messages in its JSON format (--error-format=json, as cargo runs it)
+# on stdin, shown on stderr as cargo shows them: each diagnostic's rendered
+# text, in colour only when cargo would use colour (CARGO_TERM_COLOR, else a
+# terminal on stderr). Other JSON messages (artifacts, timings) are cargo's
+# business and dropped; a line that is not JSON is shown as it is.
+show_rustc_diagnostics() {
+  local colour="${CARGO_TERM_COLOR:-auto}" ansi=$'\e\\[[0-9;]*m' line text
+  if [[ "$colour" == auto ]]; then
+    colour=never
+    [[ ! -t 2 ]] || colour=always
+  fi
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ "$line" != '{'* ]]; then
+      printf '%s\n' "$line" >&2
+      continue
+    fi
+    # The diagnostic's own text is its last member; its children's are null,
+    # and an unescaped '"rendered":"' cannot occur inside a JSON string.
+    # shellcheck disable=SC2016 # "$message_type" is JSON, not a variable
+    [[ "$line" == '{"$message_type":"diagnostic"'*',"rendered":"'*'"}' ]] || continue
+    text="${line##*,\"rendered\":\"}"
+    text="${text%\"\}}"
+    # JSON escapes to text: '\\' is set aside first, so that what remains
+    # (\" \/ \n \t \r \b \f \uXXXX) is what printf %b or a substitution reads.
+    text="${text//\\\\/$'\x01'}"
+    text="${text//\\\"/\"}"
+    text="${text//\\\//\/}"
+    printf -v text '%b' "$text"
+    text="${text//$'\x01'/\\}"
+    if [[ "$colour" != always ]]; then
+      while [[ "$text" =~ $ansi ]]; do
+        text="${text/"${BASH_REMATCH[0]}"/}"
+      done
+    fi
+    printf '%s' "$text" >&2
+  done
+}
+
+# The environment variables that compiled crates read, from cargo's output
+# directory (…/debug): `env!` and `option_env!` (rustc's `# env-dep:` lines in
+# each crate's dep-info) and build scripts' `rerun-if-env-changed`. cargo
+# recompiles a crate when one of them changes. Older builds' files count too:
+# a name too many costs a cargo run, a name missing a stale binary.
+env_inputs() {
+  local dir="$1" name
+  { grep -rhs --include='*.d' --include=output -e '^# env-dep:' -e '^cargo::\{0,1\}rerun-if-env-changed=' \
+      "$dir/deps" "$dir/build" || [[ $? == 1 ]]; } |
+    sed -e 's/^# env-dep:\([^=]*\).*/\1/' -e 's/^cargo::\{0,1\}rerun-if-env-changed=//' | sort -u |
+    while IFS= read -r name; do
+      # A name the shell cannot hold cannot be set through it either.
+      if [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+        printf '%s\n' "$name"
+      fi
+    done
+}
+
+# Each name on stdin (or each line of an earlier output: the name before the
+# first "=" or space) with its value now, one line each, "NAME unset" for a
+# variable that is not set: equal output, equal inputs.
+env_values() {
+  local line name
+  while IFS= read -r line; do
+    name="${line%%[= ]*}"
+    if [[ -v "$name" ]]; then
+      printf '%s=%q\n' "$name" "${!name}"
+    else
+      printf '%s unset\n' "$name"
+    fi
+  done
+}
+
 # Milliseconds since the epoch, for the dev loop's timings: bash 5's clock
 # (no fork), else GNU date, else whole seconds (macOS's bash 3.2 and BSD date,
 # where only docker mode's build start is taken).
