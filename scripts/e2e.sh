@@ -9,6 +9,9 @@
 #                                  tilt ci, the checks below, then delete what it
 #                                  created (scripts/e2e-kind.sh: --cluster kind)
 #   E2E_KEEP=1 scripts/e2e.sh      keep the cluster and the workloads afterwards
+#   E2E_SMOKE_ONLY=1 scripts/e2e.sh  only the checks through the ingress, against what
+#                                  already runs (the Helm job in e2e.yml); creates and
+#                                  removes nothing
 #
 # One PASS/FAIL line per check, then "N passed, N failed". Settings (env):
 #   E2E_TILT_TIMEOUT      tilt ci --timeout (default 30m: the first run compiles
@@ -77,8 +80,8 @@ cleanup() {
       wait "$pid" 2>/dev/null || log "stopped process $pid"
     fi
   done
-  if [[ "${E2E_KEEP:-0}" == 1 ]]; then
-    log "E2E_KEEP=1: leaving the cluster and the workloads"
+  if [[ "${E2E_KEEP:-0}" == 1 || "$SMOKE_ONLY" == 1 ]]; then
+    log "leaving the cluster and the workloads (E2E_KEEP or E2E_SMOKE_ONLY)"
   elif $created_cluster && [[ "$cluster" == kind ]]; then
     log "deleting the kind cluster $CLUSTER (created by this run)"
     kind delete cluster --name "$CLUSTER"
@@ -93,54 +96,62 @@ cleanup() {
   exit "$rc"
 }
 # Before the trap: a missing tool leaves nothing to clean up.
-for tool in docker "$cluster" kubectl tilt curl python3; do
+SMOKE_ONLY="${E2E_SMOKE_ONLY:-0}"
+tools=(docker "$cluster" kubectl tilt curl python3)
+if [[ "$SMOKE_ONLY" == 1 ]]; then tools=(kubectl curl python3); fi
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see docs/dev-loop.md, Prerequisites)" >&2; rm -rf "$WORK"; exit 2; }
 done
 trap cleanup EXIT
 
 # ---- cluster and tilt ci ----------------------------------------------------------
-cluster_exists() {
-  if [[ "$cluster" == kind ]]; then
-    kind get clusters 2>/dev/null | grep -qx "$CLUSTER"
+if [[ "$SMOKE_ONLY" == 1 ]]; then
+  INGRESS=(--resolve "$HOST:80:${E2E_INGRESS_IP:-127.0.0.1}")
+  log "E2E_SMOKE_ONLY=1: ingress checks only, against context $(kubectl config current-context)"
+else
+  cluster_exists() {
+    if [[ "$cluster" == kind ]]; then
+      kind get clusters 2>/dev/null | grep -qx "$CLUSTER"
+    else
+      minikube profile list -o json | python3 -c \
+        "import json, sys; sys.exit(not any(p.get('Name') == '$CLUSTER' for p in json.load(sys.stdin).get('valid') or []))"
+    fi
+  }
+  if cluster_exists; then
+    log "reusing the $cluster cluster $CLUSTER"
   else
-    minikube profile list -o json | python3 -c \
-      "import json, sys; sys.exit(not any(p.get('Name') == '$CLUSTER' for p in json.load(sys.stdin).get('valid') or []))"
+    created_cluster=true
   fi
-}
-if cluster_exists; then
-  log "reusing the $cluster cluster $CLUSTER"
-else
-  created_cluster=true
-fi
-# The same checks, cluster settings and context as a user's dev-up.sh.
-read -r -a TILT_ARGS <<<"${E2E_TILT_ARGS:-}"
-scripts/dev-up.sh --no-tilt --cluster "$cluster" ${TILT_ARGS[@]+"${TILT_ARGS[@]}"}
-if [[ "$cluster" == kind ]]; then
-  ingress_ip="${E2E_INGRESS_IP:-127.0.0.1}"
-else
-  ingress_ip="${E2E_INGRESS_IP:-$(minikube -p "$CLUSTER" ip)}"
-fi
-# curl resolves *.localhost to 127.0.0.1 itself; --resolve sends it where the
-# ingress listens.
-INGRESS=(--resolve "$HOST:80:$ingress_ip")
-log "ingress: $HOST -> $ingress_ip"
+  # The same checks, cluster settings and context as a user's dev-up.sh.
+  read -r -a TILT_ARGS <<<"${E2E_TILT_ARGS:-}"
+  scripts/dev-up.sh --no-tilt --cluster "$cluster" ${TILT_ARGS[@]+"${TILT_ARGS[@]}"}
+  if [[ "$cluster" == kind ]]; then
+    ingress_ip="${E2E_INGRESS_IP:-127.0.0.1}"
+  else
+    ingress_ip="${E2E_INGRESS_IP:-$(minikube -p "$CLUSTER" ip)}"
+  fi
+  # curl resolves *.localhost to 127.0.0.1 itself; --resolve sends it where the
+  # ingress listens.
+  INGRESS=(--resolve "$HOST:80:$ingress_ip")
+  log "ingress: $HOST -> $ingress_ip"
 
-log "tilt ci (timeout $TILT_TIMEOUT)"
-start=$SECONDS
-if tilt ci --context "$CONTEXT" --timeout "$TILT_TIMEOUT" -- ${TILT_ARGS[@]+"${TILT_ARGS[@]}"} >"$WORK/tilt-ci.log" 2>&1; then
-  pass "tilt ci: every resource ready in $((SECONDS - start)) s"
-else
-  fail "tilt ci (last lines below)"
-  tail -n 40 "$WORK/tilt-ci.log"
-  echo "$passed passed, $failed failed"
-  exit 1
-fi
+  log "tilt ci (timeout $TILT_TIMEOUT)"
+  start=$SECONDS
+  if tilt ci --context "$CONTEXT" --timeout "$TILT_TIMEOUT" -- ${TILT_ARGS[@]+"${TILT_ARGS[@]}"} >"$WORK/tilt-ci.log" 2>&1; then
+    pass "tilt ci: every resource ready in $((SECONDS - start)) s"
+  else
+    fail "tilt ci (last lines below)"
+    tail -n 40 "$WORK/tilt-ci.log"
+    echo "$passed passed, $failed failed"
+    exit 1
+  fi
 
-# tilt up for the port forwards and the live update (tilt ci has exited).
-tilt up --context "$CONTEXT" --port "$TILT_PORT" -- ${TILT_ARGS[@]+"${TILT_ARGS[@]}"} >"$WORK/tilt-up.log" 2>&1 &
-tilt_up_pid=$!
-retry 300 tilt wait --port "$TILT_PORT" --for=condition=Ready uiresource/kindling-api --timeout 10s >/dev/null 2>&1 \
-  || log "tilt up: kindling-api not Ready yet"
+  # tilt up for the port forwards and the live update (tilt ci has exited).
+  tilt up --context "$CONTEXT" --port "$TILT_PORT" -- ${TILT_ARGS[@]+"${TILT_ARGS[@]}"} >"$WORK/tilt-up.log" 2>&1 &
+  tilt_up_pid=$!
+  retry 300 tilt wait --port "$TILT_PORT" --for=condition=Ready uiresource/kindling-api --timeout 10s >/dev/null 2>&1 \
+    || log "tilt up: kindling-api not Ready yet"
+fi
 
 # ---- the API through the ingress ------------------------------------------------------
 api() { curl -sS --max-time 10 "${INGRESS[@]}" "$@"; }
@@ -158,6 +169,10 @@ fi
 # curl prints 000 when nothing answers; its exit status adds nothing to that.
 code="$(api -o /dev/null -w '%{http_code}' "http://$HOST/api/v1/health/ready")" || code="${code:-000}"
 if [[ "$code" == 200 ]]; then pass "readiness through the ingress: 200"; else fail "readiness through the ingress: $code"; fi
+if [[ "$SMOKE_ONLY" == 1 ]]; then
+  echo "e2e smoke: $passed passed, $failed failed"
+  exit $((failed > 0))
+fi
 
 # ---- observability ---------------------------------------------------------------------
 if kubectl get namespace "$OBS_NS" >/dev/null 2>&1; then
