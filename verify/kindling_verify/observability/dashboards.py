@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import yaml
 
+from kindling_verify.observability.dashboard_queries import GRAFANA_BUILTINS, panels, variable_refs
 from kindling_verify.observability.promlib import (
     DASHBOARDS_DIR,
     DATASOURCES,
-    GRAFANA_BUILTINS,
     OBS,
     RULES_DIR,
     dashboards,
     load_config,
     logql_grouping_labels,
     logql_selectors,
-    panels,
-    variable_refs,
 )
 from kindling_verify.observability.promql_windows import duration_seconds, short_windows
 

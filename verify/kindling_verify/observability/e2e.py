@@ -54,7 +54,7 @@ from kindling_verify.helpers import (
     venv_tool,
     wait_for,
 )
-from kindling_verify.observability import lokilib, promlib, rule_test_series
+from kindling_verify.observability import dashboard_queries, lokilib, promlib, rule_test_series
 from kindling_verify.observability.fixtures import KubeletAndKsm
 from kindling_verify.observability.relabel import api_pod_metadata, node_target, pod_target, write_discovery
 
@@ -64,8 +64,6 @@ PROBE_REQUEST_ID = "e2e-probe-0001"
 # A name the database refuses through a CHECK added for this test: the API has validated it,
 # so the refusal is an internal error (500) and the API logs it at error level.
 REFUSED_NAME = "e2e: refused by the database"
-# Grafana picks $__rate_interval from the time range; the test's whole run fits in one minute.
-GRAFANA_VALUES = {"__rate_interval": "1m", "__interval": "15s", "__range": "1m", "__auto": "1m"}
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -217,30 +215,24 @@ def run(binary: Path, work: Path, loki: lokilib.Loki | None, *, phase_seconds: f
         report = {"dashboards": {}, "rules": [], "logql": []}
         kube_names = set(promlib.CLUSTER_METRICS)
         for fname, dash in promlib.dashboards().items():
-            values = dict(promlib.variable_defaults(dash), **GRAFANA_VALUES)
             rows = []
-            for panel in promlib.panels(dash):
-                for t in panel.get("targets", []):
-                    ds = (t.get("datasource") or panel.get("datasource") or {}).get("type")
-                    if ds != "prometheus":
-                        continue
-                    expr = promlib.substitute(t["expr"], values)
-                    names = promlib.promql_metric_names(expr)
-                    unknown = names - exported - kube_names
-                    source = "api" if not names & kube_names else "fixture:" + "+".join(
-                        sorted({promlib.CLUSTER_METRICS[n] for n in names & kube_names}))
-                    result, err = prom.query(expr)
-                    n = len(result) if result is not None else None
-                    rows.append({"panel": panel["title"], "refId": t["refId"],
-                                 "legend": t.get("legendFormat", ""), "series": n,
-                                 "source": source, "expr": expr})
-                    where = f"{fname} '{panel['title']}' {t['refId']}"
-                    if err:
-                        fail(f"{where}: does not execute: {err}")
-                    elif not n:
-                        fail(f"{where}: returned no series: {expr}")
-                    if unknown:
-                        fail(f"{where}: names metrics the API does not export: {sorted(unknown)}")
+            for panel, t, expr in dashboard_queries.queries(dash, "prometheus"):
+                names = promlib.promql_metric_names(expr)
+                unknown = names - exported - kube_names
+                source = "api" if not names & kube_names else "fixture:" + "+".join(
+                    sorted({promlib.CLUSTER_METRICS[n] for n in names & kube_names}))
+                result, err = prom.query(expr)
+                n = len(result) if result is not None else None
+                rows.append({"panel": panel["title"], "refId": t["refId"],
+                             "legend": t.get("legendFormat", ""), "series": n,
+                             "source": source, "expr": expr})
+                where = f"{fname} '{panel['title']}' {t['refId']}"
+                if err:
+                    fail(f"{where}: does not execute: {err}")
+                elif not n:
+                    fail(f"{where}: returned no series: {expr}")
+                if unknown:
+                    fail(f"{where}: names metrics the API does not export: {sorted(unknown)}")
             report["dashboards"][fname] = rows
 
         # ------------------------------------------------------------- rules
@@ -414,27 +406,18 @@ def check_logql(loki: lokilib.Loki, start_ns: int, report: dict, fail) -> None:
             fail(f"LogQL {by_id}: expected structured metadata pod={POD}, got {sorted(map(str, pods))}")
 
     for fname, dash in promlib.dashboards().items():
-        values = dict(promlib.variable_defaults(dash), **GRAFANA_VALUES)
-        for panel in promlib.panels(dash):
-            for t in panel.get("targets", []):
-                ds = (t.get("datasource") or panel.get("datasource") or {}).get("type")
-                if ds != "loki":
-                    continue
-                variants = [values]
-                if "$request_id" in t["expr"]:
-                    variants.append(dict(values, request_id=PROBE_REQUEST_ID))
-                for label_values in variants:
-                    expr = promlib.substitute(t["expr"], label_values)
-                    data, err = loki.query_range(expr, start_ns, end_ns)
-                    series, samples = lokilib.result_size(data) if data else (0, 0)
-                    report["logql"].append({"panel": panel["title"], "refId": t["refId"],
-                                            "expr": expr, "series": series,
-                                            "samples": samples, "error": err})
-                    where = f"{fname} '{panel['title']}' {t['refId']} ({expr})"
-                    if err:
-                        fail(f"{where}: does not execute in Loki: {err}")
-                    elif not samples:
-                        fail(f"{where}: Loki returned nothing")
+        # With the request-id variable empty (the dashboard's default) and set to the probe.
+        for panel, t, expr in dashboard_queries.queries(dash, "loki", request_id=PROBE_REQUEST_ID):
+            data, err = loki.query_range(expr, start_ns, end_ns)
+            series, samples = lokilib.result_size(data) if data else (0, 0)
+            report["logql"].append({"panel": panel["title"], "refId": t["refId"],
+                                    "expr": expr, "series": series,
+                                    "samples": samples, "error": err})
+            where = f"{fname} '{panel['title']}' {t['refId']} ({expr})"
+            if err:
+                fail(f"{where}: does not execute in Loki: {err}")
+            elif not samples:
+                fail(f"{where}: Loki returned nothing")
 
 
 def print_report(report: dict) -> None:

@@ -185,45 +185,8 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
-GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s",
-                    "__range_ms", "__auto", "__all", "__dashboard", "__from", "__to", "__org",
-                    "__user", "timeFilter", "__timeFilter"}
-VARIABLE_REF = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)\]\]|\$(\w+)")
-
-
-def variable_refs(text: str) -> set[str]:
-    return {a or b or c for a, b, c in VARIABLE_REF.findall(text)}
-
-
-def substitute(expr: str, values: dict[str, str]) -> str:
-    def repl(m: re.Match) -> str:
-        name = m.group(1) or m.group(2) or m.group(3)
-        return values.get(name, m.group(0))
-    return VARIABLE_REF.sub(repl, expr)
-
-
 def dashboards() -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS_DIR.glob("*.json"))}
-
-
-def panels(dash: dict):
-    """Every panel, rows' nested panels included."""
-    for p in dash.get("panels", []):
-        yield p
-        yield from p.get("panels", [])
-
-
-def variable_defaults(dash: dict) -> dict[str, str]:
-    """Each template variable's default as a query would see it ("All" -> its allValue)."""
-    out = {}
-    for v in dash.get("templating", {}).get("list", []):
-        cur = v.get("current", {}).get("value", "")
-        if isinstance(cur, list):
-            cur = cur[0] if len(cur) == 1 else "(" + "|".join(cur) + ")"
-        if cur == "$__all":
-            cur = v.get("allValue") or ".*"
-        out[v["name"]] = cur
-    return out
 
 
 LABEL_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
