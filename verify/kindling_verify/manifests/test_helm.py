@@ -138,6 +138,40 @@ def test_every_object_carries_helms_standard_labels(values_name):
     assert not missing, "\n".join(missing)
 
 
+def hook(obj: dict) -> tuple[set[str], int] | None:
+    """(events, weight) of a Helm hook; None for an object of the release itself."""
+    annotations = obj["metadata"].get("annotations") or {}
+    if "helm.sh/hook" not in annotations:
+        return None
+    return set(annotations["helm.sh/hook"].split(",")), int(annotations.get("helm.sh/hook-weight", "0"))
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUES))
+def test_migration_hook_runs_after_what_it_needs(values_name):
+    """Helm runs pre-install/pre-upgrade hooks before it creates or updates the release's
+    objects: what the migration Job reads then must be a hook of a lower weight, and a
+    pre-install migration cannot wait for the bundled Postgres, which the release creates."""
+    docs = {helm_compare.key(d): d for d in render(values_name)}
+    job = docs["Job", "kindling-migrate"]
+    events, weight = hook(job)
+    pod = job["spec"]["template"]["spec"]
+    containers = pod["initContainers"] + pod["containers"]
+    needs = {("ServiceAccount", pod["serviceAccountName"])}
+    needs |= {("ConfigMap", src["configMapRef"]["name"]) for c in containers for src in c.get("envFrom") or []}
+    needs |= {("Secret", env["valueFrom"]["secretKeyRef"]["name"]) for c in containers for env in c.get("env") or []
+              if "secretKeyRef" in (env.get("valueFrom") or {})}
+    early = {e for e in events if e.startswith("pre-")}
+    problems = []
+    for need in sorted(needs & docs.keys()):
+        dependency = hook(docs[need])
+        if early and (dependency is None or not early <= dependency[0] or dependency[1] >= weight):
+            problems.append(f"{'/'.join(need)} is not a hook on {sorted(early)} of a weight below {weight}: {dependency}")
+    if "pre-install" in events and ("StatefulSet", "postgres") in docs:
+        problems.append("a pre-install migration waits for Postgres, which the release creates only after it")
+    print(f"{values_name}: kindling-migrate on {sorted(events)}, weight {weight}; needs {sorted(needs)}")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.fixture(params=sorted(VALUES))
 def rendered(request, tmp_path) -> Path:
     """One render of the chart, alone in a folder (checkov reads a folder)."""
