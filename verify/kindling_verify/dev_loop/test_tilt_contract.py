@@ -4,6 +4,7 @@ guard, and the negative cases that show each check can fail."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -64,6 +65,29 @@ def test_minikube_checks_report_kinds_resources(contract):
     assert any("resource metrics-server exists" in g for g in got), got
     assert any("no minikube-addons resource" in g for g in got), got
     assert any("resources differ from kind's" in g for g in got), got
+
+
+@pytest.mark.parametrize("cluster", sorted(tc.CLUSTERS))
+def test_db_buttons_on_both_clusters(contract, cluster):
+    r = contract.result(cluster)
+    found = sorted(n for n in r.manifests if n.startswith("db-"))
+    print(f"{cluster}: {' '.join(found)}")
+    assert found == sorted(f"db-{verb}" for verb in tc.DB_VERBS)
+    assert not tc.check_db_actions(r), tc.check_db_actions(r)
+
+
+def test_db_checks_report_a_missing_or_automatic_button(contract):
+    r = contract.result("kind")
+    data = json.loads(json.dumps(r.data))
+    data["Manifests"] = [m for m in data["Manifests"] if m["Name"] != "db-seed"]
+    for m in data["Manifests"]:
+        if m["Name"] == "db-reset":
+            m["TriggerMode"] = 0
+            m["DeployTarget"]["UpdateCmdSpec"]["args"] = ["scripts/db.sh", "drop"]
+    got = tc.check_db_actions(tc.Result(0, data, []))
+    assert "[db] no db-seed resource" in got, got
+    assert any("db-reset has trigger mode 0" in g for g in got), got
+    assert any("db-reset runs ['scripts/db.sh', 'drop']" in g for g in got) and len(got) == 3, got
 
 
 def test_header_map_reports_a_missing_and_a_phantom_edge(contract, tmp_path):

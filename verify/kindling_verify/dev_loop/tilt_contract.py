@@ -43,6 +43,9 @@ Tilt does not know about this project:
                that kindling-api and grafana depend on, and otherwise the same
                resources, objects, labels, links, port forwards and live update
                as on kind
+  db           the database's lifecycle (scripts/db.sh): a manual db-VERB resource in the
+               db group for each verb, never run at `tilt up`, running exactly
+               `scripts/db.sh VERB`, a verb db.sh documents
   cache        ingress-nginx (the real upstream v1.15.1 kind manifest) is
                downloaded once, verified by sha256, read from the cache with the
                network gone, and a tampered cache or download fails; sha256 works
@@ -90,6 +93,10 @@ ADDON_OWNED = {"ingress-nginx", "metrics-server"}  # app.kubernetes.io/name, or 
 ALLOWED_LABELS = {"app", "db", "observability", "infra"}
 OBSERVABILITY_NS = "kindling-observability"
 DEV_IMAGE_GLIBC = "2.41"
+# scripts/db.sh's verbs, each a db-VERB button. Tilt's model.TriggerModeManual (2):
+# trigger_mode=TRIGGER_MODE_MANUAL with auto_init=False, nothing at `tilt up`.
+DB_VERBS = ("snapshot", "restore", "reset", "seed", "psql")
+TRIGGER_MODE_MANUAL_NO_INIT = 2
 # Tilt's log lines that are not warnings: the load itself, the commands it runs
 # (local(), kustomize) and the Tiltfile's own print()s, which start "kindling:".
 BENIGN = re.compile(r"^(Loading Tiltfile at: |Successfully loaded Tiltfile |Falling back to `kubectl kustomize` "
@@ -316,6 +323,7 @@ def check(r: Result, full: bool = True, cluster: str = "kind") -> list[str]:
                 v.append(f"[graph] grafana (its Ingress) does not wait for {dep}")
     if cluster == "minikube":
         v += check_minikube(r)
+    v += check_db_actions(r)
     links = set().union(*(link_urls(m) for m in ms.values()))
     if "http://kindling.localhost/api/items" not in links or not any("/api/v1/health" in u for u in links):
         v.append("[links] the API's links (items through ingress, health) are missing")
@@ -324,6 +332,27 @@ def check(r: Result, full: bool = True, cluster: str = "kind") -> list[str]:
             uid = json.loads(f.read_text())["uid"]
             if f"http://localhost:3000/d/{uid}" not in links:
                 v.append(f"[links] no Grafana link for dashboard uid {uid}")
+    return v
+
+
+def check_db_actions(r: Result) -> list[str]:
+    v, ms = [], r.manifests
+    usage = (ROOT / "scripts" / "db.sh").read_text()
+    for verb in DB_VERBS:
+        name = f"db-{verb}"
+        m = ms.get(name)
+        if m is None:
+            v.append(f"[db] no {name} resource")
+            continue
+        args = ((m.get("DeployTarget") or {}).get("UpdateCmdSpec") or {}).get("args")
+        if args != ["scripts/db.sh", verb]:
+            v.append(f"[db] {name} runs {args}, want scripts/db.sh {verb}")
+        if f"#   scripts/db.sh {verb}" not in usage:
+            v.append(f"[db] scripts/db.sh does not document the verb {verb}")
+        if sorted((m.get("Labels") or {}).values()) != ["db"]:
+            v.append(f"[db] {name} is not in the db group: {m.get('Labels')}")
+        if m.get("TriggerMode") != TRIGGER_MODE_MANUAL_NO_INIT:
+            v.append(f"[db] {name} has trigger mode {m.get('TriggerMode')}: it must be manual and not run at tilt up")
     return v
 
 
