@@ -31,33 +31,34 @@ OVERLAY_ONLY = {
                                "the README creates it from k8s/base/namespace.yaml",
 }
 # Where labels are metadata in a rendered object (not selectors).
-METADATA_PATHS = (
-    ("metadata",),
-    ("spec", "template", "metadata"),
-    ("spec", "jobTemplate", "spec", "template", "metadata"),
-)
+METADATA_PATHS = {
+    "object": ("metadata",),
+    "pod template": ("spec", "template", "metadata"),
+    "job's pod template": ("spec", "jobTemplate", "spec", "template", "metadata"),
+}
 
 
 def key(obj: dict) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
 
-def metadatas(obj: dict) -> list[dict]:
-    """The metadata of `obj`, of its pod template and of its volume claim templates."""
+def metadatas(obj: dict) -> list[tuple[str, dict]]:
+    """(where, metadata) of `obj`, of its pod template and of its volume claim templates."""
     found = []
-    for path in METADATA_PATHS:
+    for where, path in METADATA_PATHS.items():
         node = obj
         for step in path:
             node = node.get(step) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            found.append(node)
-    return found + [t.get("metadata") or {} for t in (obj.get("spec") or {}).get("volumeClaimTemplates") or []]
+            found.append((where, node))
+    return found + [("volume claim template", t.get("metadata") or {})
+                    for t in (obj.get("spec") or {}).get("volumeClaimTemplates") or []]
 
 
 def without_helm_additions(obj: dict) -> dict:
     """A copy of `obj` without the labels and annotations Helm adds (the module's docstring)."""
     obj = copy.deepcopy(obj)
-    for meta in metadatas(obj):
+    for _, meta in metadatas(obj):
         for field, drop in (("labels", HELM_LABELS), ("annotations", HOOK_ANNOTATIONS)):
             kept = {k: v for k, v in (meta.get(field) or {}).items() if k not in drop}
             if kept:

@@ -6,16 +6,20 @@ overlay (values.yaml says why), so no helper computes a "fullname".
 {{/*
 Labels on every object and pod template. name/component/partOf follow the
 overlay object for object; Helm's own four follow the chart conventions.
-Selectors never include them: selectors are immutable and stay the overlay's,
-so a cluster can move from `kubectl apply -k` to this chart.
+Selectors never include them: selectors are immutable and stay the overlay's.
+"stable" true leaves out the two that change with each chart version: for
+fields Kubernetes refuses to update (a StatefulSet's volumeClaimTemplates), and
+for the Postgres pod, which a new chart version alone must not restart.
 Call: include "kindling.labels" (dict "ctx" $ "name" "kindling" "component" "api")
 */}}
 {{- define "kindling.labels" -}}
 {{- $labels := dict
-  "helm.sh/chart" (printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-")
   "app.kubernetes.io/managed-by" .ctx.Release.Service
-  "app.kubernetes.io/instance" .ctx.Release.Name
-  "app.kubernetes.io/version" .ctx.Chart.AppVersion -}}
+  "app.kubernetes.io/instance" .ctx.Release.Name -}}
+{{- if not .stable }}
+{{- $_ := set $labels "helm.sh/chart" (printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-") }}
+{{- $_ := set $labels "app.kubernetes.io/version" .ctx.Chart.AppVersion }}
+{{- end }}
 {{- with .name }}{{ $_ := set $labels "app.kubernetes.io/name" . }}{{ end -}}
 {{- with .component }}{{ $_ := set $labels "app.kubernetes.io/component" . }}{{ end -}}
 {{- if ne .partOf false }}{{ $_ := set $labels "app.kubernetes.io/part-of" "kindling" }}{{ end -}}
