@@ -88,7 +88,7 @@ pub fn main(service: Service) -> ExitCode {
         }
     };
     rocket::execute(async move {
-        let logging = match telemetry::logging::init(&settings.telemetry).await {
+        let logging = match telemetry::logging::init(&settings.telemetry) {
             Ok(logging) => logging,
             Err(e) => {
                 // The cause chain: "LOKI_URL could not be used: …: …".

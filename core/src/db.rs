@@ -1,15 +1,17 @@
-//! The database: a lazily connecting pool of sqlx connections behind
-//! rocket_db_pools' request guards, the embedded migrations, and schema
-//! checks for health.
+//! The database: sqlx's own `PgPool` behind rocket_db_pools' request
+//! guards, the embedded migrations, and schema checks for health.
 //!
-//! rocket_db_pools 0.2's built-in sqlx pool connects eagerly at ignition, so a
-//! database that is down at start-up would abort the launch. [`LazyPgPool`]
-//! implements its `Pool` trait with our [`pool::PgPool`], which connects on
-//! first use (and, unlike `sqlx::PgPool`, takes connections back without a
-//! round trip: see `pool.rs`): the process starts, answers live/startup, and
-//! the `Connection<Db>` guard answers 503 until Postgres is reachable.
-
-pub mod pool;
+//! rocket_db_pools 0.2's built-in sqlx support is for sqlx 0.7 and connects
+//! eagerly at ignition, so a database that is down at start-up would abort
+//! the launch. [`DbPool`] implements its `Pool` trait for a sqlx 0.8 pool
+//! that connects on first use (`connect_lazy_with`): the process starts,
+//! answers live/startup, and the `Connection<Db>` guard answers 503 until
+//! Postgres is reachable.
+//!
+//! The pool is sqlx's, used as its authors intend: it pings a connection
+//! as it comes back (which also sends the ROLLBACK of a transaction a
+//! handler left open) and before lending one that sat idle, replaces
+//! connections after [`MAX_LIFETIME`], and bounds every wait.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,8 +23,9 @@ use rocket::request::{self, FromRequest, Request};
 use rocket_db_pools::{Connection, Database, Pool};
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres};
 
 use crate::config::DatabaseSettings;
 
@@ -33,12 +36,12 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// (see `startup::figment`), filled from [`crate::config::DatabaseSettings`].
 #[derive(Database)]
 #[database("kindling")]
-pub struct Db(LazyPgPool);
+pub struct Db(DbPool);
 
 /// The pool, which does not connect until first used, and the per-query
 /// time limit.
-pub struct LazyPgPool {
-    pub pool: pool::PgPool,
+pub struct DbPool {
+    pub pool: PgPool,
     pub query_timeout: Duration,
 }
 
@@ -64,26 +67,41 @@ impl From<&DatabaseSettings> for PoolFigment {
     }
 }
 
+/// Idle connections beyond `DATABASE_MIN_CONNECTIONS` are closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections are replaced after this, so that server-side memory held by
+/// a long-lived session is returned and a failover's new address is picked
+/// up. sqlx's default.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+impl DbPool {
+    /// A lazily connecting pool from the figment's settings.
+    pub fn from_figment(cfg: &PoolFigment) -> Result<Self, sqlx::Error> {
+        let query_timeout = Duration::from_millis(cfg.query_timeout_ms);
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .min_connections(cfg.min_connections)
+            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+            .idle_timeout(IDLE_TIMEOUT)
+            .max_lifetime(MAX_LIFETIME)
+            .connect_lazy_with(connect_options(&cfg.url, query_timeout)?);
+        Ok(DbPool {
+            pool,
+            query_timeout,
+        })
+    }
+}
+
 #[rocket::async_trait]
-impl Pool for LazyPgPool {
-    type Connection = pool::PooledConnection;
+impl Pool for DbPool {
+    type Connection = PoolConnection<Postgres>;
     type Error = sqlx::Error;
 
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let cfg: PoolFigment = figment
             .extract()
             .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
-        let query_timeout = Duration::from_millis(cfg.query_timeout_ms);
-        let options = pool::PoolOptions {
-            max_connections: cfg.max_connections,
-            min_connections: cfg.min_connections,
-            acquire_timeout: Duration::from_millis(cfg.acquire_timeout_ms),
-            idle_timeout: IDLE_TIMEOUT,
-        };
-        Ok(LazyPgPool {
-            pool: pool::PgPool::new_lazy(connect_options(&cfg.url, query_timeout)?, options),
-            query_timeout,
-        })
+        DbPool::from_figment(&cfg)
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {
@@ -93,16 +111,15 @@ impl Pool for LazyPgPool {
     /// Runs as a Rocket shutdown fairing, and Rocket stops accepting
     /// connections only after its shutdown fairings return, so this must not
     /// wait for checked-out connections (a request stuck in a long query
-    /// would hold the listener open and the process alive). It closes the
-    /// idle connections in the background; requests in flight keep theirs,
-    /// and Rocket's grace and mercy bound the rest.
+    /// would hold the listener open and the process alive). sqlx's `close`
+    /// waits for them, so it runs in the background: new checkouts fail at
+    /// once, idle connections close, and Rocket's grace and mercy bound the
+    /// rest.
     async fn close(&self) {
-        self.pool.close();
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.close().await });
     }
 }
-
-/// Idle connections beyond `DATABASE_MIN_CONNECTIONS` are closed after this.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Connection options shared by the pool and `kindling migrate`. The server
 /// enforces the same statement timeout the client waits for.
@@ -180,7 +197,7 @@ impl DbConn {
         query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, DbError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.query_timeout, self.conn.round_trip(query)).await;
+        let result = tokio::time::timeout(self.query_timeout, query(&mut self.conn)).await;
         let reached_database = matches!(&result, Ok(Ok(_)) | Ok(Err(sqlx::Error::Database(_))));
         self.observer
             .query_finished(operation, started.elapsed(), reached_database);

@@ -5,7 +5,7 @@
 //! - `config`      reads the environment (one place), `Settings`
 //! - `domain/*`    validated input types and pagination
 //! - `repository/*` all SQL
-//! - `db`          connection pool (`db/pool.rs`), migrations, schema checks, query time limits
+//! - `db`          sqlx's connection pool behind Rocket's guards, migrations, schema checks, query time limits
 //! - `dev_reload`  the dev loop's `dev reload` line after a live update (dev image only)
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match

@@ -19,7 +19,7 @@ use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::{Db, DbObservers, SchemaStatus, schema_status};
 use crate::error::Problem;
-use crate::routes::openapi::PROBLEM_JSON;
+use crate::routes::responses::PROBLEM_JSON;
 
 /// How long the readiness check waits for Postgres.
 pub const READY_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -90,14 +90,11 @@ impl Checks {
         let start = Instant::now();
         let probe = tokio::time::timeout(READY_TIMEOUT, async {
             let mut conn = db.pool.acquire().await?;
-            conn.round_trip(async |conn| {
-                sqlx::query("SELECT 1").execute(&mut *conn).await?;
-                let db_latency = start.elapsed();
-                let schema_start = Instant::now();
-                let schema = schema_status(conn).await?;
-                Ok((db_latency, schema, schema_start.elapsed()))
-            })
-            .await
+            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+            let db_latency = start.elapsed();
+            let schema_start = Instant::now();
+            let schema = schema_status(&mut conn).await?;
+            Ok::<_, sqlx::Error>((db_latency, schema, schema_start.elapsed()))
         })
         .await;
         let startup = Check {

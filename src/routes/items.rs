@@ -10,7 +10,7 @@ use crate::domain::page::{Page, PageRequest};
 use crate::error::{ApiError, Problem};
 use crate::guards::{IfMatch, JsonBody, ResourceId};
 use crate::repository::items::{self, UpdateOutcome};
-use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
+use crate::routes::responses::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
 
 /// An item with its version as a strong ETag (`"3"`).
 #[derive(Responder)]

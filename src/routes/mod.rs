@@ -5,6 +5,7 @@
 pub mod health;
 pub mod items;
 pub mod openapi;
+pub mod responses;
 pub mod users;
 
 use rocket::{Route, routes};

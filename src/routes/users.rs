@@ -10,7 +10,7 @@ use crate::domain::user::{NewUser, User};
 use crate::error::{ApiError, Problem};
 use crate::guards::{JsonBody, ResourceId};
 use crate::repository::users;
-use crate::routes::openapi::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
+use crate::routes::responses::{BAD_ID, BodyErrors, DatabaseErrors, PROBLEM_JSON, PageErrors};
 
 #[derive(Responder)]
 #[response(status = 201, content_type = "json")]

@@ -331,6 +331,8 @@ pub fn kindling_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Co
 /// The real binary serving on a free port, as Kubernetes runs it. Killed on drop.
 pub struct ServerProcess {
     child: std::process::Child,
+    /// Where the child's stdout goes (unless `TEST_LOG=1` shows it).
+    stdout_file: Option<std::path::PathBuf>,
     pub base: String,
     pub client: reqwest::Client,
     pub database_url: String,
@@ -339,6 +341,10 @@ pub struct ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(path) = &self.stdout_file {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -353,10 +359,12 @@ impl ServerProcess {
             ("ROCKET_PORT", port.as_str()),
         ];
         all.extend_from_slice(env);
-        let stdout = if show_logs() {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::null()
+        let stdout_file = (!show_logs()).then(|| {
+            std::env::temp_dir().join(format!("kindling-test-{}.stdout", uuid::Uuid::new_v4()))
+        });
+        let stdout = match &stdout_file {
+            Some(path) => std::fs::File::create(path).expect("stdout file").into(),
+            None => std::process::Stdio::inherit(),
         };
         let child = kindling_command(&["serve"], &all)
             .stdout(stdout)
@@ -364,6 +372,7 @@ impl ServerProcess {
             .expect("spawn kindling serve");
         let server = ServerProcess {
             child,
+            stdout_file,
             database_url: url.clone(),
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
@@ -387,6 +396,19 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// What the process has written to stdout so far (empty with `TEST_LOG=1`,
+    /// which sends it to the terminal).
+    pub fn stdout(&self) -> String {
+        self.stdout_file
+            .as_ref()
+            .map(|path| std::fs::read_to_string(path).expect("read stdout"))
+            .unwrap_or_default()
     }
 
     pub fn child_is_running(&mut self) -> bool {

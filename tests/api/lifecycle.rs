@@ -95,7 +95,7 @@ async fn server_allowing_long_queries(grace: &str) -> ServerProcess {
 }
 
 /// A PUT that waits on a row lock held by `locker` until the test lets go.
-async fn put_blocked_on_a_row_lock(
+pub async fn put_blocked_on_a_row_lock(
     server: &ServerProcess,
 ) -> (
     PgConnection,

@@ -24,9 +24,19 @@ enum Mode {
     Hanging,
     /// Answers 503 to the first this many pushes, then behaves like Healthy.
     UnavailableFor(u64),
-    /// Answers 400 to every push, as Loki does for a batch it will never take.
-    Rejecting,
+    /// Answers 503 until this long after the receiver started, then behaves
+    /// like Healthy.
+    UnavailableDuring(Duration),
+    /// Answers 429 (Loki's rate limit) to every push.
+    TooManyRequests,
+    /// Takes every entry of a push but its first, and answers 400 with the
+    /// reason, as Loki does for an entry it will not take (too old, too
+    /// long): its message ends "total ignored: 1 out of N for stream: …".
+    RejectingOne,
 }
+
+/// The reason [`Mode::RejectingOne`] gives, as Loki words it.
+const REJECT_REASON: &str = "entry too far behind";
 
 /// What the receiver saw. `problems` collects its own failed checks: its
 /// connection tasks are detached, so a panic there would go unnoticed.
@@ -34,8 +44,9 @@ enum Mode {
 struct Seen {
     /// Every stream entry accepted (204).
     lines: Vec<Entry>,
-    /// Every push body received, whatever the answer.
+    /// Every push body received, whatever the answer, and when.
     bodies: Vec<Vec<u8>>,
+    pushed_at: Vec<Instant>,
     answered: BTreeMap<u16, u64>,
     problems: Vec<String>,
 }
@@ -61,10 +72,21 @@ impl Received {
         assert!(seen.problems.is_empty(), "receiver: {:?}", seen.problems);
     }
 
-    fn has_request(&self, request_id: &str) -> bool {
-        self.seen().lines.iter().any(|Entry { line, .. }| {
-            line["request_id"] == request_id && line["message"] == "request completed"
-        })
+    /// How many times the access line of `request_id` arrived.
+    fn access_lines(&self, request_id: &str) -> usize {
+        self.seen()
+            .lines
+            .iter()
+            .filter(|Entry { line, .. }| {
+                line["request_id"] == request_id && line["message"] == "request completed"
+            })
+            .count()
+    }
+
+    /// The gaps between consecutive pushes.
+    fn gaps(&self) -> Vec<Duration> {
+        let seen = self.seen();
+        seen.pushed_at.windows(2).map(|w| w[1] - w[0]).collect()
     }
 }
 
@@ -73,6 +95,7 @@ async fn start_receiver(mode: Mode) -> (u16, Received) {
     let port = listener.local_addr().unwrap().port();
     let received = Received(Arc::default());
     let sink = received.clone();
+    let started = Instant::now();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -80,7 +103,7 @@ async fn start_receiver(mode: Mode) -> (u16, Received) {
             };
             let sink = sink.clone();
             tokio::spawn(async move {
-                if let Err(problem) = serve_connection(stream, mode, &sink).await {
+                if let Err(problem) = serve_connection(stream, mode, started, &sink).await {
                     sink.seen().problems.push(problem);
                 }
             });
@@ -93,6 +116,7 @@ async fn start_receiver(mode: Mode) -> (u16, Received) {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     mode: Mode,
+    started: Instant,
     sink: &Received,
 ) -> Result<(), String> {
     let (read, mut write) = stream.into_split();
@@ -130,19 +154,33 @@ async fn serve_connection(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return Ok(());
         }
-        let status = {
+        let (status, answer) = {
             let mut seen = sink.seen();
             let status = match mode {
-                Mode::Rejecting => 400,
+                Mode::RejectingOne => 400,
+                Mode::TooManyRequests => 429,
                 Mode::UnavailableFor(pushes) if (seen.bodies.len() as u64) < pushes => 503,
+                Mode::UnavailableDuring(outage) if started.elapsed() < outage => 503,
                 _ => 204,
             };
             seen.bodies.push(body);
+            seen.pushed_at.push(Instant::now());
             *seen.answered.entry(status).or_default() += 1;
-            if status == 204 {
-                for stream in push.streams {
+            let mut answer = String::new();
+            if matches!(status, 204 | 400) {
+                for (s, stream) in push.streams.into_iter().enumerate() {
                     let labels = parse_labels(&stream.labels);
-                    for entry in stream.entries {
+                    let total = stream.entries.len();
+                    for (e, entry) in stream.entries.into_iter().enumerate() {
+                        if status == 400 && s == 0 && e == 0 {
+                            answer = format!(
+                                "entry with timestamp {:?} ignored, reason: '{REJECT_REASON}, \
+                                 oldest acceptable timestamp is: 2026-01-01T00:00:00Z',\n\
+                                 user 'fake', total ignored: 1 out of {total} for stream: {}",
+                                entry.timestamp, stream.labels
+                            );
+                            continue;
+                        }
                         let line: Value = serde_json::from_slice(&entry.line).map_err(|e| {
                             let text = String::from_utf8_lossy(&entry.line);
                             format!("not a JSON line ({e}): {text}")
@@ -160,16 +198,21 @@ async fn serve_connection(
                     }
                 }
             }
-            status
+            (status, answer)
         };
         let reason = match status {
             204 => "No Content",
             400 => "Bad Request",
+            429 => "Too Many Requests",
             _ => "Service Unavailable",
         };
         write
             .write_all(
-                format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+                format!(
+                    "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .as_bytes(),
             )
             .await
             .map_err(|e| format!("answer: {e}"))?;
@@ -423,13 +466,13 @@ async fn traced_requests(server: &ServerProcess, prefix: &str, n: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn loki_answering_503_gets_every_line_once_it_recovers() {
+async fn loki_answering_503_gets_every_access_line_exactly_once_after_it_recovers() {
     // Four failed pushes: with backoff from 250 ms that is an outage of ~4 s.
     let (port, received) = start_receiver(Mode::UnavailableFor(4)).await;
     let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
     traced_requests(&server, "outage", 200).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(0..200).all(|i| received.has_request(&format!("outage-{i}"))) {
+    while !(0..200).all(|i| received.access_lines(&format!("outage-{i}")) > 0) {
         assert!(
             Instant::now() < deadline,
             "lines from the outage never arrived"
@@ -441,47 +484,169 @@ async fn loki_answering_503_gets_every_line_once_it_recovers() {
         Some(&4),
         "the outage did not happen"
     );
-    assert_eq!(
-        server.metric("kindling_loki_dropped_events_total").await,
-        0.0
-    );
-    assert!(server.metric("kindling_loki_delivered_events_total").await >= 200.0);
-    received.assert_no_problems();
     server.sigterm();
     assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
+    for i in 0..200 {
+        let id = format!("outage-{i}");
+        assert_eq!(received.access_lines(&id), 1, "access line of {id}");
+    }
+    received.assert_no_problems();
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn loki_rejecting_batches_drops_and_counts_them_without_resending() {
-    let (port, received) = start_receiver(Mode::Rejecting).await;
+async fn every_access_line_arrives_exactly_once() {
+    let (port, received) = start_receiver(Mode::Healthy).await;
     let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
-    traced_requests(&server, "rejected", 100).await;
-    // Let the batches reach the receiver, then watch for retries.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pushes_then = received.seen().bodies.len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let all = received.seen().bodies.clone();
-    assert!(pushes_then > 0, "nothing was pushed");
-    let mut distinct = all.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), all.len(), "a rejected batch was sent again");
+    traced_requests(&server, "once", 300).await;
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
+    for i in 0..300 {
+        let id = format!("once-{i}");
+        assert_eq!(received.access_lines(&id), 1, "access line of {id}");
+    }
+    received.assert_no_problems();
+}
+
+/// The shipper's own HTTP client logs at debug too (hyper-util, reqwest,
+/// rustls). Were those lines shipped, each push would log lines for the next
+/// one: a push every batch interval, forever, with no traffic.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_debug_level_the_shippers_own_transport_events_are_never_shipped() {
+    let (port, received) = start_receiver(Mode::Healthy).await;
+    let server = start_server(
+        &format!("http://127.0.0.1:{port}"),
+        &[("RUST_LOG", "debug")],
+    )
+    .await;
+    // A client that closes its connection at once, so the server's own
+    // debug line about a keep-alive connection ending is not logged later.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let res = client.get(server.url("/api/items/1")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let seen = received.seen();
+    let last = seen
+        .pushed_at
+        .last()
+        .expect("the request's lines were pushed");
     assert!(
-        all.len() <= pushes_then + 1,
-        "pushes went on after the traffic stopped: {pushes_then} then {}",
-        all.len()
+        last.elapsed() >= Duration::from_secs(2),
+        "pushes go on without traffic: {} pushes, the last {:?} ago",
+        seen.pushed_at.len(),
+        last.elapsed()
+    );
+}
+
+/// Loki answers 503 through the first 9 s; the forwarder backs off
+/// (0.25, 0.5, 1, 2, 4, 8 s) and is asleep when SIGTERM comes at ~10 s. The
+/// flush must wake it: Loki is healthy again and the last lines must not be
+/// lost to the backoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_final_flush_wakes_a_forwarder_backing_off_after_an_outage() {
+    let (port, received) = start_receiver(Mode::UnavailableDuring(Duration::from_secs(9))).await;
+    let started = Instant::now();
+    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        traced_requests(&server, &format!("during-{i}"), 1).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    traced_requests(&server, "the-last", 1).await;
+    server.sigterm();
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
+    assert!(
+        received.seen().answered.get(&503).is_some_and(|&n| n >= 3),
+        "the outage did not happen: {:?}",
+        received.seen().answered
+    );
+    assert_eq!(
+        received.access_lines("the-last-0"),
+        1,
+        "the last request's line was lost"
+    );
+    let lost: Vec<_> = (0..i)
+        .map(|i| format!("during-{i}-0"))
+        .filter(|id| received.access_lines(id) != 1)
+        .collect();
+    assert!(lost.is_empty(), "lines lost or duplicated: {lost:?}");
+    received.assert_no_problems();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_pushes_are_retried_with_growing_capped_backoff() {
+    let (port, received) = start_receiver(Mode::TooManyRequests).await;
+    let server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    traced_requests(&server, "limited", 1).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let gaps = received.gaps();
+    assert!(gaps.len() >= 4, "too few retries: {gaps:?}");
+    for pair in gaps.windows(2) {
+        // Doubling, with room for scheduling noise on a loaded machine.
+        assert!(
+            pair[1] >= pair[0].mul_f64(1.5),
+            "the backoff does not grow: {gaps:?}"
+        );
+    }
+    assert!(
+        gaps.iter().all(|gap| *gap <= Duration::from_secs(11)),
+        "a gap beyond the cap: {gaps:?}"
+    );
+    assert_eq!(
+        server.metric("kindling_loki_dropped_events_total").await,
+        0.0,
+        "a rate-limited batch is kept, not dropped"
+    );
+}
+
+/// Loki takes the entries it can and answers 400 for those it will not
+/// take, saying why and how many: the counters follow Loki's count, the
+/// rejected batch is not sent again, and the reason reaches the service's
+/// own stdout once, not once per push.
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_loki_rejects_are_counted_as_loki_counts_them_and_the_reason_is_logged_once() {
+    let (port, received) = start_receiver(Mode::RejectingOne).await;
+    let mut server = start_server(&format!("http://127.0.0.1:{port}"), &[]).await;
+    for wave in 0..4 {
+        traced_requests(&server, &format!("rejected-{wave}"), 25).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (pushes, rejected, stored) = {
+        let seen = received.seen();
+        let mut distinct = seen.bodies.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            seen.bodies.len(),
+            "a rejected batch was sent again"
+        );
+        (seen.bodies.len(), seen.answered[&400], seen.lines.len())
+    };
+    assert!(pushes >= 2, "{pushes} pushes: the test needs several");
+    assert_eq!(
+        server.metric("kindling_loki_dropped_events_total").await,
+        rejected as f64,
+        "dropped must be what Loki ignored (1 per push), not whole batches"
     );
     assert_eq!(
         server.metric("kindling_loki_delivered_events_total").await,
-        0.0
+        stored as f64,
+        "delivered must be what Loki took"
     );
-    assert!(
-        server.metric("kindling_loki_dropped_events_total").await >= 100.0,
-        "the 100 access lines were not all counted as dropped"
-    );
-    received.assert_no_problems();
     server.sigterm();
     assert_eq!(server.wait_exit(Duration::from_secs(10)).await, 0);
+    let stdout = server.stdout();
+    let reasons = stdout.lines().filter(|l| l.contains(REJECT_REASON)).count();
+    assert_eq!(
+        reasons, 1,
+        "Loki's reason, logged {reasons} times:\n{stdout}"
+    );
+    received.assert_no_problems();
 }
 
 #[test]

@@ -1,52 +1,55 @@
 //! Log shipping to Loki: each event's stdout line, pushed as it is.
 //!
-//! Every event is formatted once, by [`super::json`]. The stdout writer's
-//! [`super::stdout::LineWriter`] hands the finished line to stdout and, with
-//! LOKI_URL, to [`LokiSink::admit`] here: the same bytes, shared, not copied
-//! or formatted again. Loki gets exactly the JSON object stdout gets.
+//! Every event is formatted once, by tracing-subscriber's JSON format;
+//! `logging::LineTee` hands the finished line to stdout and, with LOKI_URL,
+//! to [`LokiSink::admit`] here. Loki gets exactly the JSON object stdout
+//! gets.
 //!
-//! Streams are labelled `app`, `namespace`, `environment` and `level` (low
-//! cardinality); the pod's name rides on each entry as structured metadata
-//! (`pod`), which Loki 3 stores beside the line without making a stream of
-//! it.
-//!
-//! Nothing here can slow a request or grow memory without bound, whatever
-//! Loki does (down, slow, hanging, rejecting):
+//! Why not tracing-loki (README, "Why not tracing-loki"): it has no push
+//! timeout, an unbounded backlog, a channel that drops silently and no
+//! structured metadata. This shipper is bounded, counted and timed:
 //!
 //! 1. [`LokiSink::admit`] appends the line to a pending list under a short
-//!    lock and returns. Beyond [`MAX_PENDING_EVENTS`] it drops the line and
-//!    counts it. The batcher task is woken once per batch, not per event.
+//!    lock and returns. Beyond [`MAX_PENDING_BYTES`] it drops the line and
+//!    counts it. The batcher is woken once per batch, not per event.
 //! 2. The batcher turns the pending lines into one push body (protobuf
 //!    `logproto.PushRequest`, snappy-compressed) every [`BATCH_INTERVAL`], or
 //!    sooner once [`WAKE_AT_PENDING`] lines wait, and queues it in the
-//!    outbox. The outbox holds at most LOKI_QUEUE_MAX_BYTES (default 4 MiB)
-//!    of bodies and drops the oldest beyond that, counted.
+//!    outbox, which holds at most LOKI_QUEUE_MAX_BYTES (default 4 MiB) of
+//!    bodies and drops the oldest beyond that, counted.
 //! 3. The forwarder sends one body at a time with a timeout, retries with
-//!    backoff while Loki is unavailable, and drops (counted) what Loki
-//!    rejects for good.
+//!    growing, capped backoff while Loki is unavailable or rate-limits (429),
+//!    and counts what Loki rejects for good (400) as Loki counts it.
 //!
-//! Every line is thus delivered or counted in
+//! The batcher and the forwarder run on a thread of their own. Events logged
+//! on it (the shipper's warnings, and the debug lines of its HTTP client:
+//! hyper, reqwest, rustls) go to stdout only, whatever RUST_LOG says: shipped,
+//! each push would log lines for the next one, a push loop without end.
+//!
+//! Streams are labelled `app`, `namespace`, `environment` and `level` (low
+//! cardinality); the pod's name rides on each entry as structured metadata
+//! (`pod`). Every line is delivered or counted in
 //! `kindling_loki_dropped_events_total`; stdout is unaffected either way.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tracing::Level;
 
 use crate::config::TelemetrySettings;
 
-/// Lines waiting for the batcher before new ones are dropped (and counted).
-/// The batcher normally takes them every [`BATCH_INTERVAL`] or at
-/// [`WAKE_AT_PENDING`]; the rest is headroom for a batcher that two busy
-/// cores leave waiting. At ~0.3 KiB per access line this bounds the memory
-/// at about 2.5 MiB.
-const MAX_PENDING_EVENTS: usize = 8192;
+/// Bytes of lines waiting for the batcher before new ones are dropped (and
+/// counted). The batcher normally takes them every [`BATCH_INTERVAL`] or at
+/// [`WAKE_AT_PENDING`] lines; the rest is headroom for a batcher that two
+/// busy cores leave waiting. Bytes, not lines: one event with a 1 MiB field
+/// is a 1 MiB line.
+const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Lines that wake the batcher before its interval is up. It also sizes the
 /// buffers the batcher keeps (see [`Scratch`]): about 0.3 MiB for the
 /// protobuf and as much for snappy's output at ~0.3 KiB per line.
@@ -56,12 +59,21 @@ const BATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// Upper bound on one push to Loki.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Target of the shipper's own events (Loki down, rejected, resumed). They
-/// go to stdout only: shipped to a Loki that rejects batches, each
-/// rejection's warning would be a new batch to reject, a push loop without
-/// end.
+/// Loki's reason for a rejection is logged at most this often.
+const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Target of the shipper's own events (Loki down, rejected, resumed).
 const SHIPPER_TARGET: &str = "kindling::loki";
+
+thread_local! {
+    /// Set on the shipper's threads: events logged there are not shipped.
+    static ON_SHIPPER_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+fn mark_shipper_thread() {
+    ON_SHIPPER_THREAD.with(|on| on.set(true));
+}
 
 /// Process-wide counters (logging is process-wide), exported as metrics.
 #[derive(Default)]
@@ -153,6 +165,7 @@ struct Pending {
 #[derive(Default)]
 struct PendingList {
     lines: Vec<Pending>,
+    bytes: usize,
     /// Set by the final flush: later lines are counted as dropped.
     closed: bool,
 }
@@ -194,22 +207,23 @@ impl LokiSink {
     }
 
     /// Whether lines of events like this one go to Loki: all but the
-    /// shipper's own (see [`SHIPPER_TARGET`]).
+    /// shipper's own, logged on its thread (see the module docs).
     pub fn takes(&self, meta: &tracing::Metadata<'_>) -> bool {
-        meta.target() != SHIPPER_TARGET
+        meta.target() != SHIPPER_TARGET && !ON_SHIPPER_THREAD.with(Cell::get)
     }
 
     /// Queues one finished line (with its trailing newline) for Loki, or
-    /// drops and counts it when [`MAX_PENDING_EVENTS`] are already waiting.
-    /// Never blocks beyond a short lock.
+    /// drops and counts it when it would take the pending lines beyond
+    /// [`MAX_PENDING_BYTES`]. Never blocks beyond a short lock.
     pub fn admit(&self, level: Level, line: Bytes) {
         let at = SystemTime::now();
         let mut pending = self.pending();
-        if pending.closed || pending.lines.len() >= MAX_PENDING_EVENTS {
+        if pending.closed || pending.bytes + line.len() > MAX_PENDING_BYTES {
             drop(pending);
             LOKI_STATS.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        pending.bytes += line.len();
         pending.lines.push(Pending {
             level: level_index(level),
             at,
@@ -231,6 +245,7 @@ impl LokiSink {
         {
             let mut pending = self.pending();
             pending.closed |= close;
+            pending.bytes = 0;
             mem::swap(&mut pending.lines, &mut lines);
         }
         if lines.is_empty() {
@@ -329,7 +344,7 @@ impl Scratch {
             .map(|n| Bytes::copy_from_slice(&self.compressed[..n]));
         if self.protobuf.capacity() > SCRATCH_KEEP_BYTES {
             *self = Scratch::new();
-        } else if self.lines.capacity() > MAX_PENDING_EVENTS / 2 {
+        } else if self.lines.capacity() > 4 * WAKE_AT_PENDING {
             self.lines = Vec::new();
         }
         body
@@ -380,6 +395,10 @@ struct Outbox {
     backlog: Mutex<Backlog>,
     ready: Notify,
     idle: Notify,
+    /// Set by the final flush: the forwarder stops backing off for long.
+    flushing: AtomicBool,
+    /// Cuts the forwarder's backoff short (the final flush).
+    wake: Notify,
 }
 
 impl Outbox {
@@ -389,6 +408,8 @@ impl Outbox {
             backlog: Mutex::default(),
             ready: Notify::new(),
             idle: Notify::new(),
+            flushing: AtomicBool::new(false),
+            wake: Notify::new(),
         }
     }
 
@@ -473,19 +494,21 @@ pub enum LokiError {
     Url(String, #[source] reqwest::Error),
     #[error("the HTTP client could not be built")]
     Client(#[source] reqwest::Error),
+    #[error("the shipper's thread could not be started")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Handle that flushes queued lines at shutdown.
 pub struct LokiShipper {
     sink: LokiSink,
     outbox: Arc<Outbox>,
-    batcher: JoinHandle<()>,
-    forwarder: JoinHandle<()>,
+    /// Ends the shipper's thread.
+    stop: Arc<Notify>,
 }
 
-/// Starts the batcher and the forwarder; returns the sink the stdout writer
-/// hands lines to, and the handle that flushes them at shutdown. Must be
-/// called inside a Tokio runtime.
+/// Starts the shipper's thread (the batcher and the forwarder); returns the
+/// sink the log writer hands lines to, and the handle that flushes them at
+/// shutdown.
 pub fn start(
     settings: &TelemetrySettings,
     loki_url: &str,
@@ -506,27 +529,44 @@ pub fn start(
         .map_err(|e| LokiError::Url(push_url, e))?;
     let outbox = Arc::new(Outbox::new(settings.loki_queue_max_bytes));
     let sink = LokiSink::new(settings);
-    let batcher = tokio::spawn(batch(sink.clone(), outbox.clone()));
-    let forwarder = tokio::spawn(forward(client, request, outbox.clone()));
-    Ok((
-        sink.clone(),
-        LokiShipper {
-            sink,
-            outbox,
-            batcher,
-            forwarder,
-        },
-    ))
+    let stop = Arc::new(Notify::new());
+    // Its own runtime on its own thread, so that everything the HTTP client
+    // does (its connection tasks, DNS on the blocking pool) runs on threads
+    // marked as the shipper's.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(mark_shipper_thread)
+        .build()
+        .map_err(LokiError::Thread)?;
+    let (batcher_sink, forwarder_outbox, until) = (sink.clone(), outbox.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("kindling-loki".into())
+        .spawn(move || {
+            mark_shipper_thread();
+            runtime.block_on(async move {
+                tokio::spawn(batch(batcher_sink, forwarder_outbox.clone()));
+                tokio::select! {
+                    () = forward(client, request, forwarder_outbox) => {}
+                    () = until.notified() => {}
+                }
+            });
+            // A push may still hang on a socket; the process is exiting.
+            runtime.shutdown_background();
+        })
+        .map_err(LokiError::Thread)?;
+    Ok((sink.clone(), LokiShipper { sink, outbox, stop }))
 }
 
 impl LokiShipper {
     /// Ships every line logged so far and waits for Loki to take them,
-    /// giving up (and counting the rest as dropped) after `within`. Lines
-    /// logged after this call are counted as dropped.
+    /// giving up (and counting the rest as dropped) after `within`. A
+    /// forwarder asleep in its backoff is woken and retries at the shortest
+    /// interval. Lines logged after this call are counted as dropped.
     pub async fn flush(self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        self.batcher.abort();
         self.sink.ship_pending(&self.outbox, true);
+        self.outbox.flushing.store(true, Ordering::Relaxed);
+        self.outbox.wake.notify_one();
         loop {
             // Created before the check, so a notification in between is not lost.
             let idle = self.outbox.idle.notified();
@@ -534,28 +574,87 @@ impl LokiShipper {
                 break;
             }
         }
-        self.forwarder.abort();
+        self.stop.notify_one();
         self.outbox.abandon();
     }
 }
 
+/// What became of one push.
+enum Pushed {
+    Delivered,
+    /// Loki took the batch but for `ignored` entries, which it will never
+    /// take (400, with its reason).
+    Rejected {
+        ignored: u64,
+        reason: String,
+    },
+    /// Worth retrying: Loki down, overloaded (5xx), rate-limiting (429).
+    Retry {
+        why: String,
+    },
+}
+
+async fn push(client: &reqwest::Client, request: &reqwest::Request, batch: &Batch) -> Pushed {
+    let mut push = request
+        .try_clone()
+        .expect("a request without a body clones");
+    *push.body_mut() = Some(batch.body.clone().into());
+    match client.execute(push).await {
+        Ok(res) if res.status().is_success() => Pushed::Delivered,
+        // Other 4xx will not succeed on retry (rejected entries, labels).
+        Ok(res) if res.status().is_client_error() && res.status().as_u16() != 429 => {
+            let status = res.status().as_u16();
+            let reason = res.text().await.unwrap_or_default();
+            Pushed::Rejected {
+                ignored: ignored_entries(&reason).map_or(batch.entries, |n| n.min(batch.entries)),
+                reason: format!("{status}: {}", truncated(&reason, 512)),
+            }
+        }
+        Ok(res) => Pushed::Retry {
+            why: format!("status {}", res.status().as_u16()),
+        },
+        Err(e) => Pushed::Retry { why: e.to_string() },
+    }
+}
+
+/// How many entries Loki says it ignored: its 400 ends each stream's
+/// report with "total ignored: N out of M". `None` when it does not say
+/// (the whole batch was refused).
+fn ignored_entries(reason: &str) -> Option<u64> {
+    let counts: Vec<u64> = reason
+        .match_indices("total ignored: ")
+        .filter_map(|(at, marker)| {
+            let rest = &reason[at + marker.len()..];
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim_end()
+}
+
 /// Sends queued batches to Loki one at a time with a timeout; retries with
-/// backoff while Loki is unavailable. Reports state changes once, on stdout.
+/// backoff while Loki is unavailable. Reports state changes once, and
+/// Loki's reasons for rejecting at most every [`REJECTION_LOG_INTERVAL`],
+/// on stdout.
 async fn forward(client: reqwest::Client, request: reqwest::Request, outbox: Arc<Outbox>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_BACKOFF;
     let mut failing = false;
+    let mut last_rejection_logged: Option<Instant> = None;
+    let mut rejections_unlogged = 0u64;
     loop {
         let Some(batch) = outbox.take() else {
             outbox.ready.notified().await;
             continue;
         };
-        let mut push = request
-            .try_clone()
-            .expect("a request without a body clones");
-        *push.body_mut() = Some(batch.body.clone().into());
-        let result = client.execute(push).await;
-        match result {
-            Ok(res) if res.status().is_success() => {
+        match push(&client, &request, &batch).await {
+            Pushed::Delivered => {
                 LOKI_STATS
                     .delivered
                     .fetch_add(batch.entries, Ordering::Relaxed);
@@ -563,31 +662,43 @@ async fn forward(client: reqwest::Client, request: reqwest::Request, outbox: Arc
                     failing = false;
                     tracing::info!(target: SHIPPER_TARGET, "log delivery to Loki resumed");
                 }
-                backoff = Duration::from_millis(250);
+                backoff = FIRST_BACKOFF;
                 continue;
             }
-            // 4xx other than 429 will not succeed on retry (e.g. rejected labels).
-            Ok(res) if res.status().is_client_error() && res.status().as_u16() != 429 => {
+            Pushed::Rejected { ignored, reason } => {
                 LOKI_STATS
-                    .dropped
-                    .fetch_add(batch.entries, Ordering::Relaxed);
-                tracing::warn!(target: SHIPPER_TARGET, status = res.status().as_u16(), "Loki rejected a batch; dropped");
+                    .delivered
+                    .fetch_add(batch.entries - ignored, Ordering::Relaxed);
+                LOKI_STATS.dropped.fetch_add(ignored, Ordering::Relaxed);
+                rejections_unlogged += 1;
+                if last_rejection_logged.is_none_or(|at| at.elapsed() >= REJECTION_LOG_INTERVAL) {
+                    tracing::warn!(
+                        target: SHIPPER_TARGET,
+                        ignored,
+                        pushes = rejections_unlogged,
+                        reason = %reason,
+                        "Loki rejected log entries; dropped"
+                    );
+                    last_rejection_logged = Some(Instant::now());
+                    rejections_unlogged = 0;
+                }
                 continue;
             }
-            Ok(res) => {
+            Pushed::Retry { why } => {
                 if !failing {
-                    tracing::warn!(target: SHIPPER_TARGET, status = res.status().as_u16(), "Loki push failed; retrying");
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(target: SHIPPER_TARGET, error = %e, "Loki unreachable; queueing (bounded)");
+                    tracing::warn!(target: SHIPPER_TARGET, why = %why, "Loki push failed; retrying with backoff (queue bounded)");
                 }
             }
         }
         failing = true;
         outbox.give_back(batch);
-        tokio::time::sleep(backoff).await;
+        if outbox.flushing.load(Ordering::Relaxed) {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = outbox.wake.notified() => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -654,18 +765,72 @@ mod tests {
         }
     }
 
+    /// The tests below count drops in the process-wide [`LOKI_STATS`]: one
+    /// at a time.
+    static STATS: Mutex<()> = Mutex::new(());
+
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// One event with a 1 MiB field is a 1 MiB line. With no batcher
+    /// taking them (Loki slow, the batcher starved), 96 of them must not
+    /// hold 96 MiB: the pending lines are bounded in bytes, the rest dropped
+    /// and counted.
+    #[test]
+    fn pending_lines_are_bounded_in_bytes_and_huge_lines_do_not_grow_memory() {
+        let _one_at_a_time = STATS.lock().unwrap_or_else(|p| p.into_inner());
+        let sink = LokiSink::new(&settings("ns"));
+        let dropped = || LOKI_STATS.dropped.load(Ordering::Relaxed);
+        let (before, rss_before) = (dropped(), rss_kib());
+        for _ in 0..96 {
+            let mut line = vec![b'x'; 1 << 20];
+            line.push(b'\n');
+            sink.admit(Level::INFO, Bytes::from(line));
+        }
+        let growth_mib = rss_kib().saturating_sub(rss_before) / 1024;
+        assert!(
+            dropped() - before >= 80,
+            "{} of 96 one-MiB lines dropped",
+            dropped() - before
+        );
+        assert!(growth_mib <= 24, "RSS grew {growth_mib} MiB");
+    }
+
+    #[test]
+    fn the_ignored_count_is_read_from_lokis_reasons() {
+        let one_stream = "entry with timestamp 2026-12-05 10:00:00 +0000 UTC ignored, reason: \
+                          'entry too far behind',\nuser 'fake', total ignored: 3 out of 10 \
+                          for stream: {app=\"kindling-api\"}";
+        assert_eq!(ignored_entries(one_stream), Some(3));
+        let two = format!(
+            "{one_stream}\n{}",
+            one_stream.replace("3 out of", "2 out of")
+        );
+        assert_eq!(ignored_entries(&two), Some(5));
+        assert_eq!(
+            ignored_entries("error at least one label pair is required"),
+            None
+        );
+        assert_eq!(truncated("héllo", 2), "h");
+    }
+
     #[test]
     fn lines_beyond_the_bound_or_after_the_final_flush_are_dropped_and_counted() {
+        let _one_at_a_time = STATS.lock().unwrap_or_else(|p| p.into_inner());
         let sink = LokiSink::new(&settings("ns"));
         let outbox = Outbox::new(1 << 30);
         let dropped = || LOKI_STATS.dropped.load(Ordering::Relaxed);
         let before = dropped();
-        for _ in 0..=MAX_PENDING_EVENTS {
+        let fit = MAX_PENDING_BYTES / line("{}").len();
+        for _ in 0..=fit {
             sink.admit(Level::INFO, line("{}"));
         }
         assert_eq!(dropped() - before, 1);
         sink.ship_pending(&outbox, true);
-        assert_eq!(outbox.take().unwrap().entries, MAX_PENDING_EVENTS as u64);
+        assert_eq!(outbox.take().unwrap().entries, fit as u64);
         sink.admit(Level::WARN, line("{}"));
         assert_eq!(dropped() - before, 2);
         sink.ship_pending(&outbox, false);

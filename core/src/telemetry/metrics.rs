@@ -15,6 +15,7 @@ use prometheus::{
 use rocket::http::{ContentType, Method};
 use rocket::{Route, State, get};
 
+use super::logging::stdout_dropped_lines;
 use super::loki::LOKI_STATS;
 use crate::db::{Db, DbObserver};
 
@@ -30,6 +31,7 @@ pub mod names {
     pub const LOKI_DROPPED_EVENTS_TOTAL: &str = "kindling_loki_dropped_events_total";
     pub const LOKI_DELIVERED_EVENTS_TOTAL: &str = "kindling_loki_delivered_events_total";
     pub const LOKI_QUEUE_BYTES: &str = "kindling_loki_queue_bytes";
+    pub const LOG_DROPPED_LINES_TOTAL: &str = "kindling_log_dropped_lines_total";
 }
 
 /// Latency buckets for an API that answers in milliseconds: 1 ms to 5 s.
@@ -210,7 +212,7 @@ impl Metrics {
     }
 
     /// The text exposition, with pool gauges read at scrape time.
-    pub fn render(&self, pool: &crate::db::pool::PgPool) -> String {
+    pub fn render(&self, pool: &sqlx::PgPool) -> String {
         let size = i64::from(pool.size());
         let idle = pool.num_idle() as i64;
         self.db_pool_connections
@@ -227,11 +229,13 @@ impl Metrics {
     }
 }
 
-/// Exposes the process-wide Loki pipeline counters (see loki.rs).
+/// Exposes the process-wide log pipeline counters (see logging.rs and
+/// loki.rs).
 struct LokiCollector {
     dropped: IntCounter,
     delivered: IntCounter,
     queue_bytes: IntGauge,
+    stdout_dropped: IntCounter,
 }
 
 impl LokiCollector {
@@ -247,6 +251,10 @@ impl LokiCollector {
                 LOKI_QUEUE_BYTES,
                 "Compressed log batches waiting for Loki",
             )?,
+            stdout_dropped: IntCounter::new(
+                LOG_DROPPED_LINES_TOTAL,
+                "Log lines dropped because stdout did not drain (tracing-appender's bound)",
+            )?,
         })
     }
 }
@@ -257,6 +265,7 @@ impl Collector for LokiCollector {
             &self.dropped.desc(),
             &self.delivered.desc(),
             &self.queue_bytes.desc(),
+            &self.stdout_dropped.desc(),
         ]
         .into_iter()
         .flatten()
@@ -273,10 +282,13 @@ impl Collector for LokiCollector {
             .inc_by(stats.delivered.load(Ordering::Relaxed));
         self.queue_bytes
             .set(stats.queue_bytes.load(Ordering::Relaxed) as i64);
+        self.stdout_dropped.reset();
+        self.stdout_dropped.inc_by(stdout_dropped_lines());
         [
             self.dropped.collect(),
             self.delivered.collect(),
             self.queue_bytes.collect(),
+            self.stdout_dropped.collect(),
         ]
         .concat()
     }

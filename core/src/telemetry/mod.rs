@@ -17,12 +17,10 @@
 //! [`crate::db::DbObserver`], which [`metrics::Metrics`] implements: `db`
 //! does not know about telemetry.
 
-pub mod json;
 pub mod logging;
 pub mod loki;
 pub mod metrics;
 pub mod request_id;
-pub mod stdout;
 
 use std::sync::Arc;
 use std::time::Instant;
