@@ -59,8 +59,13 @@ def render(values_name: str) -> list[dict]:
     return yaml_documents(helm_template(VALUES[values_name]).stdout)
 
 
+def crate_version() -> str:
+    """The workspace's version in Cargo.toml, which every crate of the workspace takes."""
+    return tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+
+
 def test_chart_and_app_version_are_the_crate_version():
-    crate = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    crate = crate_version()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     print(f"Cargo.toml {crate}; Chart.yaml version {chart['version']}, appVersion {chart['appVersion']}")
     assert chart["version"] == chart["appVersion"] == crate
@@ -71,6 +76,15 @@ def test_helm_lint_strict_passes(values_name):
     values = VALUES[values_name]
     p = run([helm(), "lint", "--strict", CHART, "--namespace", NAMESPACE, *(["--values", values] if values else [])])
     assert "1 chart(s) linted, 0 chart(s) failed" in p.stdout
+
+
+def test_chart_packages_under_the_crate_version(tmp_path):
+    """What a chart repository or an OCI registry would receive, linted as packaged."""
+    crate = crate_version()
+    run([helm(), "package", CHART, "--destination", tmp_path])
+    package = tmp_path / f"kindling-{crate}.tgz"
+    assert package.exists(), f"no {package.name} in {sorted(p.name for p in tmp_path.iterdir())}"
+    run([helm(), "lint", "--strict", package, "--namespace", NAMESPACE])
 
 
 def test_default_values_render_the_prod_overlay(summary):
