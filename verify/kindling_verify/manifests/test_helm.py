@@ -1,9 +1,12 @@
 """The Helm chart k8s/helm/kindling, checked by the real helm (KINDLING_HELM, else helm on
 PATH; skipped without one, failed instead with KINDLING_REQUIRE_HELM=1):
 
-- its versions are the crate's; `helm lint --strict` passes with every values file;
+- its versions are the crate's; `helm lint --strict` passes with every values file, and the
+  packaged chart too;
 - with the default values it renders the prod overlay (helm_compare.py), and the comparison
   itself reports a changed value, a Helm label in a selector and a missing object;
+- Helm's standard labels are everywhere, except where a new chart version must change
+  nothing; the migration hook runs after everything it reads;
 - its renders (default values, and ci/external-database-values.yaml: an external database,
   another host, a Secret the chart creates) pass the checks every kustomization passes:
   kubernetes-validate, checkov, yamllint, the cross-references and the shutdown budget;
@@ -49,14 +52,16 @@ def helm() -> str:
     return required_test_tool("helm")
 
 
-def helm_template(values: Path | None = None, check: bool = True):
-    return run([helm(), "template", RELEASE, CHART, "--namespace", NAMESPACE,
-                *(["--values", values] if values else [])], check=check)
-
-
 @functools.cache
+def render_text(values_name: str) -> str:
+    """`helm template` with one of VALUES, as YAML text; rendered once per run."""
+    values = VALUES[values_name]
+    return run([helm(), "template", RELEASE, CHART, "--namespace", NAMESPACE,
+                *(["--values", values] if values else [])]).stdout
+
+
 def render(values_name: str) -> list[dict]:
-    return yaml_documents(helm_template(VALUES[values_name]).stdout)
+    return yaml_documents(render_text(values_name))
 
 
 def crate_version() -> str:
@@ -199,14 +204,14 @@ def rendered(request, tmp_path) -> Path:
     """One render of the chart, alone in a folder (checkov reads a folder)."""
     path = tmp_path / "render" / "rendered.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump_all(render(request.param), sort_keys=False))
+    path.write_text(render_text(request.param))
     return path
 
 
 @pytest.mark.parametrize("values_name", sorted(VALUES))
 def test_render_passes_yamllint(values_name, tmp_path):
     path = tmp_path / f"{values_name}.yaml"
-    path.write_text(helm_template(VALUES[values_name]).stdout)
+    path.write_text(render_text(values_name))
     run([venv_tool("yamllint"), "-s", "-c", ROOT / ".yamllint", path])
 
 
