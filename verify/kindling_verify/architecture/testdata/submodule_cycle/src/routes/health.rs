@@ -1,0 +1,5 @@
+use super::PROBLEM_JSON;
+
+pub fn live() -> &'static str {
+    PROBLEM_JSON
+}
