@@ -146,6 +146,12 @@ def run(binary: Path, work: Path, loki: lokilib.Loki | None, *, phase_seconds: f
         env.pop("LOKI_URL", None)
         if loki:
             env["LOKI_URL"] = loki.base
+        # Started as after a live update: the build's figures, as tilt/stage-binary.sh writes
+        # them, make the API log its `dev reload` line, which the Dev loop row queries.
+        figures = work / "dev-reload.env"
+        figures.write_text(f"build_id=e2e0c0de\nbuild_started_unix_ms={time.time_ns() // 10**6 - 1500}\n"
+                           "compile_ms=1200\nstage_ms=40\n")
+        env["KINDLING_DEV_RELOAD_FILE"] = str(figures)
         promlib.log(f"kindling API ({binary} serve) on 127.0.0.1:{api_port}")
         api = start_api(binary, env, work / "api.log", api_port)
         base = f"http://127.0.0.1:{api_port}"
