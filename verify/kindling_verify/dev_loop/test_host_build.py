@@ -17,6 +17,7 @@ every dependency once; later runs reuse them).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -37,17 +38,22 @@ WITHOUT_CARGO = "compiled src/ with rustc alone"
 
 
 @pytest.fixture(scope="module")
-def copy() -> Path:
-    src = BASE / "src"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    for item in WORKSPACE:
-        # New modification times (copy, not copy2): the copy starts as an edited tree.
-        if (ROOT / item).is_dir():
-            shutil.copytree(ROOT / item, src / item, copy_function=shutil.copy)
-        else:
-            shutil.copy(ROOT / item, src / item)
-    return src
+def copy():
+    # One run at a time: a second run (another checkout's suite on the same machine) would
+    # replace the copy and its recording under this one's feet. It waits here instead.
+    BASE.mkdir(parents=True, exist_ok=True)
+    with open(BASE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        src = BASE / "src"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir()
+        for item in WORKSPACE:
+            # New modification times (copy, not copy2): the copy starts as an edited tree.
+            if (ROOT / item).is_dir():
+                shutil.copytree(ROOT / item, src / item, copy_function=shutil.copy)
+            else:
+                shutil.copy(ROOT / item, src / item)
+        yield src
 
 
 def build(copy: Path, **env: str):
