@@ -9,6 +9,8 @@
 #   scripts/dev-up.sh --no-tilt [FLAGS]      checks, cluster and context, no tilt up
 #                                            (scripts/e2e.sh runs tilt ci itself)
 #   --cluster kind|minikube                  kind (default) or minikube
+#   --debug                                  (a Tiltfile flag) the API under gdbserver,
+#                                            forwarded to 127.0.0.1:2345 (README, "Debugging")
 #   --cpus N --memory MiB --driver NAME      minikube only: the profile's size
 #                                            (default 4 CPUs, 6144 MiB) and driver
 #                                            (default docker)
@@ -57,7 +59,7 @@ TILT_UI_PORT=10350
 log() { printf '==> %s\n' "$*"; }
 problems=0
 problem() { problems=$((problems + 1)); printf 'dev-up: %s\n' "$*" >&2; }
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # version_lt A B: A sorts before B as a version.
 version_lt() { [[ "$1" != "$2" && "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$1" ]]; }
 # positive_int FLAG VALUE: exit with usage unless VALUE is a positive integer.
@@ -94,11 +96,12 @@ if $minikube_flags && [[ "$cluster" != minikube ]]; then
   exit 2
 fi
 
-build_flag="" observability=true
+build_flag="" observability=true debug=false
 for arg in ${tilt_args[@]+"${tilt_args[@]}"}; do
   case "$arg" in
     --build=*) build_flag="${arg#--build=}" ;;
     --skip-observability | --skip-observability=true) observability=false ;;
+    --debug | --debug=true) debug=true ;;
   esac
 done
 
@@ -232,6 +235,7 @@ ports=()
 if [[ "$cluster" == kind ]] && ! $cluster_exists; then ports+=(80 443); fi
 $tilt_running || ports+=(5432 8000 "$TILT_UI_PORT")
 if $observability && ! $tilt_running; then ports+=(3000 9090); fi
+if $debug && ! $tilt_running; then ports+=(2345); fi  # gdbserver's forward
 for port in ${ports[@]+"${ports[@]}"}; do
   if listening "$port"; then
     problem "port $port on 127.0.0.1 is in use; stop what listens there (lsof -nP -iTCP:$port -sTCP:LISTEN shows it)"

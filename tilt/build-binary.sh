@@ -34,7 +34,8 @@
 # Host mode also skips cargo after an edit under src/ alone (replay_build
 # below).
 #
-# Environment: KINDLING_DEV_LINK=static links everything into the binary
+# Environment: KINDLING_DEV_DEBUG=1 adds debug info for a debugger (below);
+# KINDLING_DEV_LINK=static links everything into the binary
 # instead (slower, and the way out should a toolchain ever produce a dynamic
 # binary that does not load: the staging step checks that it does);
 # KINDLING_DEV_REPLAY=off runs cargo for every build; KINDLING_SRC (source
@@ -54,6 +55,16 @@ case "$LINK" in
   dynamic) FEATURES="--features=dynamic-linking" ;;
   static) FEATURES="--features=" ;;
   *) echo "KINDLING_DEV_LINK must be dynamic or static, not '$LINK'" >&2; exit 2 ;;
+esac
+# KINDLING_DEV_DEBUG=1 (`tilt up -- --debug`): full debug info for the
+# workspace's own crates, the dev binary (src/) and core/, for a debugger.
+# The dependencies keep none, so switching recompiles two crates, not ~260.
+DEBUG="${KINDLING_DEV_DEBUG:-0}"
+case "$DEBUG" in
+  0) DEBUG_CONFIG=() ;;
+  1) DEBUG_CONFIG=(--config profile.dev.package.kindling-devbin.debug=2
+                   --config profile.dev.package.kindling-core.debug=2) ;;
+  *) echo "KINDLING_DEV_DEBUG must be 0 or 1, not '$DEBUG'" >&2; exit 2 ;;
 esac
 # shellcheck source=tilt/lib.sh
 source "$ROOT/tilt/lib.sh"
@@ -104,7 +115,7 @@ case "$MODE" in
     mkdir -p "$TARGET"
     # What the recorded rustc run depends on besides src/: the link mode and
     # every cargo and rustc setting in the environment.
-    settings="$LINK"
+    settings="$LINK debug=$DEBUG"
     for name in $(compgen -e); do
       if [[ "$name" == CARGO* || "$name" == RUST* ]]; then
         settings+=$'\n'"$name=${!name}"
@@ -118,7 +129,8 @@ case "$MODE" in
       rm -f "$REPLAY.settings"
       printf '%s\n' "$settings" >"$REPLAY.settings.new"
       KINDLING_REPLAY="$REPLAY" RUSTC_WORKSPACE_WRAPPER="$ROOT/tilt/rustc-wrapper.sh" \
-        cargo build --locked --package kindling-devbin "$FEATURES" --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
+        cargo build --locked --package kindling-devbin "$FEATURES" ${DEBUG_CONFIG[@]+"${DEBUG_CONFIG[@]}"} \
+          --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET"
       # Only a recording made by this build matches these settings (with the
       # dev binary fresh, cargo runs no rustc and records nothing).
       if [[ "$REPLAY" -nt "$REPLAY.settings.new" ]]; then
@@ -140,9 +152,9 @@ case "$MODE" in
       -e CARGO_TARGET_DIR=/target -e CARGO_PROFILE_DEV_DEBUG=0 -e SQLX_OFFLINE=true \
       -e KINDLING_BUILD_STARTED_MS \
       -e OWNER="$(id -u):$(id -g)" -e LINK="$LINK" -e FEATURES="$FEATURES" -w /src "$RUST_IMAGE" \
-      sh -euc 'cargo build --locked --package kindling-devbin "$FEATURES"
+      sh -euc 'cargo build --locked --package kindling-devbin "$FEATURES" "$@"
                /src/tilt/stage-binary.sh /target/debug /out "$LINK"
-               chown -R "$OWNER" /out'
+               chown -R "$OWNER" /out' build ${DEBUG_CONFIG[@]+"${DEBUG_CONFIG[@]}"}
     ;;
   *)
     echo "usage: $0 [host|docker]" >&2

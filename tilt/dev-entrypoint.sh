@@ -6,6 +6,13 @@
 #   kindling-dev --restart             what Tilt's live_update run step calls after
 #                                      syncing a new binary: stop the running kindling
 #                                      so the loop below starts the new one
+#   kindling-dev --pid                 the running kindling's process id (what a
+#                                      debugger attaches to)
+#
+# With KINDLING_DEV_GDBSERVER=ADDRESS:PORT (`tilt up -- --debug`; the image then
+# has gdbserver) a gdbserver in --multi mode listens there beside kindling,
+# which runs as usual until a debugger attaches to it by pid. It outlives every
+# restart, so after a live update the debugger attaches to the new process.
 #
 # Tilt's live_update copies a freshly compiled binary to $LIVE_BIN (a writable
 # emptyDir in the dev overlay; the root filesystem stays read-only). The baked
@@ -35,6 +42,20 @@ if [ "${1:-}" = "--restart" ]; then
   while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
   kill -KILL "$pid" 2>/dev/null
   exit 0
+fi
+
+if [ "${1:-}" = "--pid" ]; then
+  cat "$PIDFILE" 2>/dev/null || { echo "kindling-dev: kindling is not running" >&2; exit 1; }
+  exit 0
+fi
+
+if [ -n "${KINDLING_DEV_GDBSERVER:-}" ]; then
+  command -v gdbserver >/dev/null || {
+    echo "kindling-dev: KINDLING_DEV_GDBSERVER is set but this image has no gdbserver (built without --debug?)" >&2
+    exit 1
+  }
+  gdbserver --multi "$KINDLING_DEV_GDBSERVER" &
+  echo "kindling-dev: gdbserver --multi on $KINDLING_DEV_GDBSERVER (attach to the pid of: kindling-dev --pid)" >&2
 fi
 
 child=""

@@ -76,6 +76,24 @@ def test_db_buttons_on_both_clusters(contract, cluster):
     assert not tc.check_db_actions(r), tc.check_db_actions(r)
 
 
+@pytest.mark.parametrize("cluster", sorted(tc.CLUSTERS))
+def test_debug_flag_on_both_clusters(contract, cluster):
+    """--debug: the whole contract still holds, with the debugger's parts added."""
+    r = contract.result(cluster, ["--debug"])
+    assert r.rc == 0, r.log[-5:]
+    v = tc.check(r, cluster=cluster) + tc.check_header_map(r, ROOT / "Tiltfile", tc.CLUSTERS[cluster][1])
+    v += tc.check_debug(r, debug=True)
+    if cluster == "minikube":
+        v += tc.compare_clusters(contract.result("kind", ["--debug"]), r)
+    assert not v, "\n".join(v)
+
+
+def test_debug_checks_report_what_is_missing(contract):
+    """The kind result without --debug, read as if it were --debug's: all four parts missing."""
+    got = tc.check_debug(contract.result("kind"), debug=True)
+    assert len(got) == 4 and all(g.startswith("[debug] --debug lacks") for g in got), got
+
+
 def test_db_checks_report_a_missing_or_automatic_button(contract):
     r = contract.result("kind")
     data = json.loads(json.dumps(r.data))

@@ -46,6 +46,10 @@ Tilt does not know about this project:
   db           the database's lifecycle (scripts/db.sh): a manual db-VERB resource in the
                db group for each verb, never run at `tilt up`, running exactly
                `scripts/db.sh VERB`, a verb db.sh documents
+  debug        --debug builds with debug info (api-compile's KINDLING_DEV_DEBUG=1),
+               gdbserver in the image (DEBUGGER=gdbserver), forwards 2345 on
+               127.0.0.1 and applies the dev-debug overlay (SYS_PTRACE on the
+               API's container); without it none of that is anywhere
   cache        ingress-nginx (the real upstream v1.15.1 kind manifest) is
                downloaded once, verified by sha256, read from the cache with the
                network gone, and a tampered cache or download fails; sha256 works
@@ -97,6 +101,7 @@ DEV_IMAGE_GLIBC = "2.41"
 # trigger_mode=TRIGGER_MODE_MANUAL with auto_init=False, nothing at `tilt up`.
 DB_VERBS = ("snapshot", "restore", "reset", "seed", "psql")
 TRIGGER_MODE_MANUAL_NO_INIT = 2
+GDBSERVER_PORT = 2345
 # Tilt's log lines that are not warnings: the load itself, the commands it runs
 # (local(), kustomize) and the Tiltfile's own print()s, which start "kindling:".
 BENIGN = re.compile(r"^(Loading Tiltfile at: |Successfully loaded Tiltfile |Falling back to `kubectl kustomize` "
@@ -356,6 +361,29 @@ def check_db_actions(r: Result) -> list[str]:
     return v
 
 
+def check_debug(r: Result, debug: bool) -> list[str]:
+    """--debug's four parts, all present with it and all absent without it."""
+    v, ms = [], r.manifests
+    api = ms.get("kindling-api") or {}
+    env = ((ms.get("api-compile") or {}).get("DeployTarget") or {}).get("UpdateCmdSpec", {}).get("env") or []
+    args = [a for it in api.get("ImageTargets") or [] for a in (it.get("BuildDetails") or {}).get("args") or []]
+    forwards = {f["containerPort"]: f.get("host") for f in
+                ((api.get("DeployTarget") or {}).get("portForwardTemplateSpec") or {}).get("forwards") or []}
+    ptrace = [f"{name}:{o['kind']}/{o['metadata']['name']}" for name, m in ms.items() for o in k8s_objects(m)
+              for c in (pod_spec(o) or {}).get("containers") or []
+              if "SYS_PTRACE" in (((c.get("securityContext") or {}).get("capabilities") or {}).get("add") or [])]
+    parts = {"api-compile's KINDLING_DEV_DEBUG=1": "KINDLING_DEV_DEBUG=1" in env,
+             "the image's build arg DEBUGGER=gdbserver": "DEBUGGER=gdbserver" in args,
+             f"a port forward to {GDBSERVER_PORT}": GDBSERVER_PORT in forwards,
+             "SYS_PTRACE on the API's container": ptrace == ["kindling-api:Deployment/kindling-api"]}
+    for what, present in parts.items():
+        if present != debug:
+            v.append(f"[debug] {'--debug lacks' if debug else 'without --debug there is'} {what} ({ptrace})")
+    if debug and forwards.get(GDBSERVER_PORT) not in ("127.0.0.1", None):
+        v.append(f"[debug] gdbserver's port forward listens on {forwards[GDBSERVER_PORT]}, not 127.0.0.1")
+    return v
+
+
 def object_id(o: dict) -> str:
     return f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
 
@@ -504,6 +532,7 @@ def combination_violations(contract: Contract, cluster: str, build: str | None, 
     if compile_mode(r) != want_mode:
         v.append(f"[flags] api-compile runs build-binary.sh {compile_mode(r)}, want {want_mode}")
     obs = observability_objects(r)
+    v += check_debug(r, debug=False)
     if skip_obs and obs:
         v.append(f"[flags] --skip-observability still deploys {obs}")
     if not skip_obs and not obs:
