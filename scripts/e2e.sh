@@ -407,6 +407,12 @@ main() {
   fi
   check_postgres_restart
   live_update_checks
+  if $obs; then
+    # Last, so that every panel has had its data: the reload panels need the `dev reload`
+    # line of the live update's new process.
+    check_dashboard_queries prometheus "$smoke_id" "$run_start_ns" k8s/observability/grafana/dashboards/*.json
+    check_dashboard_queries loki "$smoke_id" "$run_start_ns" k8s/observability/grafana/dashboards/*.json
+  fi
 
   echo "e2e ($cluster): $passed passed, $failed failed"
   ((failed == 0))
@@ -490,10 +496,8 @@ observability_checks() {
 
   check_targets_up
   check_post_counted "$post_before"
-  check_dashboard_queries prometheus "$smoke_id" "$start_ns" k8s/observability/grafana/dashboards/*.json
   check_rules k8s/observability/prometheus/rules/*.yaml
   check_loki_request "$smoke_id" "$start_ns"
-  check_dashboard_queries loki "$smoke_id" "$start_ns" k8s/observability/grafana/dashboards/*.json
 
   # The Secret's name carries kustomize's content hash: read it from the Deployment.
   secret="$(kubectl -n "$OBS_NS" get deployment grafana \
