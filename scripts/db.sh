@@ -123,13 +123,12 @@ migrate_cluster() {
 
 # A port forward of its own to the API's Service, so seed works with or
 # without Tilt's (localhost:8000); ended when the script exits.
-FORWARD_PID=""
 api_cluster() {
   local out="" port="" i
-  out="$(mktemp)"
+  WORK="$(mktemp -d)"
+  out="$WORK/port-forward.log"
   "${KUBECTL[@]}" port-forward svc/kindling-api :80 >"$out" 2>&1 &
   FORWARD_PID=$!
-  trap 'kill "$FORWARD_PID" 2>/dev/null; rm -f "$out"' EXIT
   for ((i = 0; i < 100; i++)); do
     port="$(sed -n 's/^Forwarding from 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$out" | head -n1)"
     [[ -n "$port" ]] && break
@@ -147,7 +146,8 @@ pgtool() {
   local tool="$1"
   shift
   # Warnings and errors only: no NOTICE for a DROP ... IF EXISTS of nothing.
-  "${EXEC[@]}" env PGPASSWORD="$DB_PASSWORD" PGOPTIONS='-c client_min_messages=warning' "$tool" -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" "$@"
+  # ${a[@]+...}: macOS's bash 3.2 treats an empty array as unset under set -u.
+  ${EXEC[@]+"${EXEC[@]}"} env PGPASSWORD="$DB_PASSWORD" PGOPTIONS='-c client_min_messages=warning' "$tool" -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" "$@"
 }
 
 # sql DATABASE STATEMENT...: each statement in one psql run, rows unaligned.
@@ -184,9 +184,12 @@ row_counts() {
 }
 
 # What the EXIT trap undoes when a verb stops half-way: the scratch database
-# is dropped, and the dev database accepts connections again.
-SCRATCH="" LOCKED=""
+# is dropped, the dev database accepts connections again, the port forward
+# and the temporary files go.
+SCRATCH="" LOCKED="" FORWARD_PID="" WORK=""
 cleanup() {
+  if [[ -n "$FORWARD_PID" ]]; then kill "$FORWARD_PID" 2>/dev/null || log "port-forward $FORWARD_PID had ended"; fi
+  if [[ -n "$WORK" ]]; then rm -rf "$WORK"; fi
   if [[ -n "$LOCKED" ]]; then
     sql postgres "ALTER DATABASE \"$LOCKED\" WITH ALLOW_CONNECTIONS true" >/dev/null
   fi
@@ -196,7 +199,6 @@ cleanup() {
 }
 
 new_scratch() {
-  trap cleanup EXIT
   SCRATCH="${DB_NAME}_scratch_$$"
   sql postgres "DROP DATABASE IF EXISTS \"$SCRATCH\" WITH (FORCE)" "CREATE DATABASE \"$SCRATCH\" TEMPLATE template0" >/dev/null
 }
@@ -313,8 +315,8 @@ cmd_reset() {
 ADJECTIVES=(Walnut Brass Linen Copper Oak Ceramic Wool Cedar Slate Birch)
 PRODUCTS=("desk lamp" "bookshelf" "coffee mug" "side table" "wall clock" "throw blanket" "pen holder" "planter")
 FINISHES=(matte polished natural oiled)
-FIRST=(Ada Grace Alan Barbara Edsger Frances Donald Margaret Ken Radia Linus Hedy)
-LAST=(Lovelace Hopper Turing Liskov Dijkstra Allen Knuth Hamilton Thompson Perlman Torvalds Lamarr)
+FIRST=(ada grace alan barbara edsger frances donald margaret ken radia linus hedy)
+LAST=(lovelace hopper turing liskov dijkstra allen knuth hamilton thompson perlman torvalds lamarr)
 
 item_name() {
   local i="$1" a=${#ADJECTIVES[@]} p=${#PRODUCTS[@]} f=${#FINISHES[@]}
@@ -324,7 +326,7 @@ item_name() {
 username() {
   local i="$1" f=${#FIRST[@]} l=${#LAST[@]}
   local first="${FIRST[i % f]}" last="${LAST[(i / f + i) % l]}"
-  printf '%s.%s%d' "${first,,}" "${last,,}" "$((i + 1))"
+  printf '%s.%s%d' "$first" "$last" "$((i + 1))"
 }
 
 # post PATH JSON: 201, or stop with the API's answer.
@@ -336,8 +338,13 @@ post() {
   [[ "$code" == 201 ]] || die "POST $path $body: the API answered $code ${out%$'\n'*}"
 }
 
+# missing HAVE WANT: the 0-based line numbers of WANT's lines that HAVE lacks.
+missing() {
+  awk 'FILENAME == ARGV[1] { have[$0]; next } !($0 in have) { print FNR - 1 }' "$1" "$2"
+}
+
 cmd_seed() {
-  local n="${1:-$DEFAULT_SEED}" i added_items=0 added_users=0 name user
+  local n="${1:-$DEFAULT_SEED}" i added_items=0 added_users=0 user
   [[ "$n" =~ ^[1-9][0-9]{0,3}$ ]] || die "seed takes a count from 1 to 9999, not '$n'"
   require_postgres
   command -v curl >/dev/null || die "curl is not installed"
@@ -356,20 +363,20 @@ cmd_seed() {
   log "seeding $n items and $n users through the API at $API_URL"
   # What exists is read from the database; what is missing is written through
   # the API, so every row passes its validation. Seeding again adds nothing.
-  declare -A have_items=() have_users=()
-  while IFS= read -r line; do have_items[$line]=1; done < <(sql "$DB_NAME" "SELECT name FROM items")
-  while IFS= read -r line; do have_users[$line]=1; done < <(sql "$DB_NAME" "SELECT lower(username) FROM users")
-  for ((i = 0; i < n; i++)); do
-    name="$(item_name "$i")"
-    if [[ -z "${have_items[$name]:-}" ]]; then
-      post /api/items "{\"name\":\"$name\",\"description\":\"Stock code KD-$(printf '%04d' "$((i + 1))").\"}"
-      added_items=$((added_items + 1))
-    fi
+  # (Files and awk rather than an associative array: macOS's bash 3.2 has none.)
+  [[ -n "$WORK" ]] || WORK="$(mktemp -d)"
+  for ((i = 0; i < n; i++)); do item_name "$i"; echo; done >"$WORK/items"
+  for ((i = 0; i < n; i++)); do username "$i"; echo; done >"$WORK/users"
+  sql "$DB_NAME" "SELECT name FROM items" >"$WORK/have-items"
+  sql "$DB_NAME" "SELECT lower(username) FROM users" >"$WORK/have-users"
+  for i in $(missing "$WORK/have-items" "$WORK/items"); do
+    post /api/items "{\"name\":\"$(item_name "$i")\",\"description\":\"Stock code KD-$(printf '%04d' "$((i + 1))").\"}"
+    added_items=$((added_items + 1))
+  done
+  for i in $(missing "$WORK/have-users" "$WORK/users"); do
     user="$(username "$i")"
-    if [[ -z "${have_users[$user]:-}" ]]; then
-      post /api/users "{\"username\":\"$user\",\"email\":\"$user@example.com\"}"
-      added_users=$((added_users + 1))
-    fi
+    post /api/users "{\"username\":\"$user\",\"email\":\"$user@example.com\"}"
+    added_users=$((added_users + 1))
   done
   log "added $added_items items and $added_users users; $DB_NAME has $(row_counts "$DB_NAME")"
 }
@@ -383,13 +390,13 @@ cmd_psql() {
     if [[ "${EXEC[0]:-}" == docker || "${EXEC[0]:-}" == kubectl ]]; then
       # -i alone gives psql no terminal: add -t after "exec".
       local with_tty=() part
-      for part in "${EXEC[@]}"; do
+      for part in ${EXEC[@]+"${EXEC[@]}"}; do
         with_tty+=("$part")
         [[ "$part" == exec ]] && with_tty+=(-t)
       done
       EXEC=("${with_tty[@]}")
     fi
-    exec "${EXEC[@]}" env PGPASSWORD="$DB_PASSWORD" psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" "$DB_NAME"
+    exec ${EXEC[@]+"${EXEC[@]}"} env PGPASSWORD="$DB_PASSWORD" psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" "$DB_NAME"
   fi
   # From Tilt's button there is no terminal: open one where the desktop has one.
   local here="$ROOT/scripts/db.sh psql"
@@ -427,6 +434,7 @@ esac
 (($# <= 1)) || usage
 
 TARGET="${KINDLING_DB_TARGET:-cluster}"
+trap cleanup EXIT
 case "$TARGET" in
   cluster) choose_cluster ;;
   env) choose_env ;;
