@@ -407,6 +407,7 @@ main() {
   fi
   check_postgres_restart
   live_update_checks
+  check_db_lifecycle
   if $obs; then
     # Last, so that every panel has had its data: the reload panels need the `dev reload`
     # line of the live update's new process.
@@ -582,6 +583,24 @@ live_update_checks() {
   settled() { after="$(api_pod_states)" && every_process_replaced "$before" "$after"; }
   retry 20 settled || log "live update: not every pod shows a new process after 20 s"
   check_updated_in_place "$before" "$after"
+}
+
+# scripts/db.sh on the real cluster, the commands the Tiltfile's db-* buttons run:
+# seed, snapshot, reset (through the migration Job), restore; rows counted in
+# Postgres after each, and the API serving the smoke item again afterwards.
+check_db_lifecycle() {
+  local seeded="" after_reset="" restored=""
+  db_sh() { KINDLING_SNAPSHOT_DIR="$WORK/snapshots" scripts/db.sh "$@" >>"$WORK/db.log" 2>&1; }
+  rows() { psql_in_cluster "SELECT (SELECT count(*) FROM items) || ' items, ' || (SELECT count(*) FROM users) || ' users'"; }
+  item_served() { [[ "$(api -f "http://$HOST/api/items/$item_id" 2>/dev/null | json 'j["name"]')" == "$name" ]]; }
+  if db_sh seed 5 && seeded="$(rows)" && db_sh snapshot e2e && db_sh reset && after_reset="$(rows)" \
+     && [[ "$after_reset" == "0 items, 0 users" ]] && db_sh restore e2e && restored="$(rows)" \
+     && [[ "$restored" == "$seeded" ]] && retry 30 item_served; then
+    pass "db.sh: seed ($seeded), snapshot, reset ($after_reset, migration Job), restore ($restored); item $item_id served again"
+  else
+    fail "db.sh seed/snapshot/reset/restore: seeded '$seeded', after reset '$after_reset', restored '$restored'"
+    tail -n 20 "$WORK/db.log"
+  fi
 }
 
 cleanup() {
