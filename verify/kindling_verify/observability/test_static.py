@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from kindling_verify.helpers import run, venv_tool
+from kindling_verify.helpers import ROOT, run, venv_tool
 from kindling_verify.observability import dashboards, promlib, rule_test_series
 
 PROM = promlib.OBS / "prometheus"
@@ -43,6 +43,13 @@ def test_ci_runs_the_prometheus_version_the_cluster_runs():
         print(f"{tool}: {version}; cluster image: {image}")
         found = re.search(r"version (\d+\.\d+\.\d+)", version)
         assert found and image.endswith(f":v{found.group(1)}"), f"{tool} reports {version!r}, the cluster runs {image}"
+
+
+def test_ci_prometheus_checksums_are_read_at_run_time():
+    """verify/install.sh checks the .debs against the suite's index as it is when it runs: a
+    checksum written into the script would pin a file the testing suite may have replaced."""
+    install = ROOT / "verify" / "install.sh"
+    assert not re.findall(r"\b[0-9a-f]{64}\b", install.read_text()), f"{install} holds a written-in sha256"
 
 
 def test_dashboards_structure_datasources_and_promql():
