@@ -242,9 +242,12 @@ mod tests {
         ));
     }
 
-    /// Every event's target and fields, as text.
+    /// One event: its target, and its fields as text.
+    type Event = (String, BTreeMap<String, String>);
+
+    /// Every event logged while it is the subscriber.
     #[derive(Clone, Default)]
-    struct Recorded(Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>);
+    struct Recorded(Arc<Mutex<Vec<Event>>>);
 
     struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
