@@ -102,10 +102,15 @@ def test_db_checks_report_a_missing_or_automatic_button(contract):
         if m["Name"] == "db-reset":
             m["TriggerMode"] = 0
             m["DeployTarget"]["UpdateCmdSpec"]["args"] = ["scripts/db.sh", "drop"]
+    objects = data["ObjectSet"]
+    objects["tilt.dev/v1alpha1, Resource=uibuttons"]["db-restore-with-input"]["spec"]["requiresConfirmation"] = False
+    del objects["tilt.dev/v1alpha1, Resource=cmds"]["db-snapshot-with-input"]
     got = tc.check_db_actions(tc.Result(0, data, []))
     assert "[db] no db-seed resource" in got, got
     assert any("db-reset has trigger mode 0" in g for g in got), got
-    assert any("db-reset runs ['scripts/db.sh', 'drop']" in g for g in got) and len(got) == 3, got
+    assert any("db-reset runs ['scripts/db.sh', 'drop']" in g for g in got), got
+    assert any("db-restore-with-input: requiresConfirmation False" in g for g in got), got
+    assert any("db-snapshot-with-input: 0 commands start on it" in g for g in got) and len(got) == 5, got
 
 
 def test_header_map_reports_a_missing_and_a_phantom_edge(contract, tmp_path):

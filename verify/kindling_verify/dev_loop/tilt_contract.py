@@ -45,7 +45,9 @@ Tilt does not know about this project:
                as on kind
   db           the database's lifecycle (scripts/db.sh): a manual db-VERB resource in the
                db group for each verb, never run at `tilt up`, running exactly
-               `scripts/db.sh VERB`, a verb db.sh documents
+               `scripts/db.sh VERB`, a verb db.sh documents; the verbs that take an
+               argument also have a button with a text field on their resource,
+               whose Cmd runs the same verb (restore's asks for confirmation)
   debug        --debug builds with debug info (api-compile's KINDLING_DEV_DEBUG=1),
                gdbserver in the image (DEBUGGER=gdbserver), forwards 2345 on
                127.0.0.1 and applies the dev-debug overlay (SYS_PTRACE on the
@@ -101,6 +103,8 @@ DEV_IMAGE_GLIBC = "2.41"
 # trigger_mode=TRIGGER_MODE_MANUAL with auto_init=False, nothing at `tilt up`.
 DB_VERBS = ("snapshot", "restore", "reset", "seed", "psql")
 TRIGGER_MODE_MANUAL_NO_INIT = 2
+# The verbs with an argument: a UIButton with a text field each (True: asks to confirm).
+DB_INPUT_BUTTONS = {"snapshot": False, "restore": True, "seed": False}
 GDBSERVER_PORT = 2345
 # Tilt's log lines that are not warnings: the load itself, the commands it runs
 # (local(), kustomize) and the Tiltfile's own print()s, which start "kindling:".
@@ -358,6 +362,24 @@ def check_db_actions(r: Result) -> list[str]:
             v.append(f"[db] {name} is not in the db group: {m.get('Labels')}")
         if m.get("TriggerMode") != TRIGGER_MODE_MANUAL_NO_INIT:
             v.append(f"[db] {name} has trigger mode {m.get('TriggerMode')}: it must be manual and not run at tilt up")
+    objects = (r.data or {}).get("ObjectSet") or {}
+    buttons = objects.get("tilt.dev/v1alpha1, Resource=uibuttons") or {}
+    cmds = objects.get("tilt.dev/v1alpha1, Resource=cmds") or {}
+    for verb, confirm in DB_INPUT_BUTTONS.items():
+        resource = f"db-{verb}"
+        found = [(n, b["spec"]) for n, b in buttons.items()
+                 if (b["spec"].get("location") or {}).get("componentID") == resource]
+        if len(found) != 1:
+            v.append(f"[db] {resource}: {len(found)} buttons on it, want one with a text field")
+            continue
+        button, spec = found[0]
+        if [bool(i.get("text") is not None) for i in spec.get("inputs") or []] != [True]:
+            v.append(f"[db] button {button}: inputs {spec.get('inputs')}, want one text field")
+        if bool(spec.get("requiresConfirmation")) != confirm:
+            v.append(f"[db] button {button}: requiresConfirmation {spec.get('requiresConfirmation')}, want {confirm}")
+        starts = [c["spec"] for c in cmds.values() if button in ((c["spec"].get("startOn") or {}).get("uiButtons") or [])]
+        if len(starts) != 1 or f"scripts/db.sh {verb}" not in " ".join(starts[0].get("args") or []):
+            v.append(f"[db] button {button}: {len(starts)} commands start on it, want one running scripts/db.sh {verb}")
     return v
 
 
