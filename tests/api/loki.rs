@@ -386,10 +386,13 @@ async fn unavailable_loki_is_harmless(loki_url: String) {
         &[("LOKI_QUEUE_MAX_BYTES", "65536"), ("RUST_LOG", "trace")],
     )
     .await;
-    server.load(400).await;
+    // Warm-up to a steady state (allocator arenas, sqlx's statement cache,
+    // the log writers' buffers), so that what follows measures the backlog.
+    server.load(2000).await;
     let rss_before = server.rss_kib();
     let slowest = server.load(8000).await;
     let rss_after = server.rss_kib();
+
     // A request path that waited for Loki would take the 5 s push timeout (or,
     // hanging, forever). 3 s leaves room for a loaded 2-core CI machine
     // writing trace-level logs.

@@ -28,7 +28,7 @@ use std::time::Instant;
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::route::{self, Handler, Route};
-use rocket::{Build, Data, Orbit, Request, Response, Rocket, routes};
+use rocket::{Build, Data, Request, Response, Rocket, routes};
 use tracing::Instrument;
 
 use crate::db::DbObservers;
@@ -77,7 +77,7 @@ impl Fairing for Telemetry {
     fn info(&self) -> Info {
         Info {
             name: "telemetry",
-            kind: Kind::Ignite | Kind::Liftoff | Kind::Request | Kind::Response,
+            kind: Kind::Ignite | Kind::Request | Kind::Response,
         }
     }
 
@@ -88,12 +88,6 @@ impl Fairing for Telemetry {
             .manage(self.metrics.clone())
             .manage(DbObservers(self.metrics.clone()))
             .mount("/", routes()))
-    }
-
-    /// The route table is final once the server is up: resolve each
-    /// route's metric series now rather than by label on every request.
-    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
-        self.metrics.resolve_routes(rocket.routes());
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
@@ -117,7 +111,7 @@ impl Fairing for Telemetry {
         let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
         self.metrics.http_in_flight.dec();
         self.metrics
-            .observe_request(req.route(), req.method(), route, status, latency);
+            .observe_request(req.method(), route, status, latency);
         tracing::info!(
             target: "kindling::access",
             request_id = %request_id,

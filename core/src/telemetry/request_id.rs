@@ -1,7 +1,6 @@
 //! Request IDs: accepted from `X-Request-Id` when sane, generated otherwise,
 //! echoed on every response and written into logs and problem bodies.
 
-use std::cell::Cell;
 use std::fmt;
 
 use rocket::Request;
@@ -33,44 +32,15 @@ impl RequestId {
         ok.then(|| RequestId(raw.to_owned()))
     }
 
-    /// A random (version 4) UUID. Its bits come from a per-thread
-    /// SplitMix64 generator seeded once from the operating system, not
-    /// from a system call per request: request IDs must be unique, not
-    /// unpredictable.
+    /// A random (version 4) UUID, from uuid's thread-local generator
+    /// (`fast-rng`), not a system call per request.
     pub fn generate() -> RequestId {
-        let bytes = ID_BITS.with(|state| {
-            let (hi, lo) = (splitmix64(state), splitmix64(state));
-            let mut bytes = [0u8; 16];
-            bytes[..8].copy_from_slice(&hi.to_le_bytes());
-            bytes[8..].copy_from_slice(&lo.to_le_bytes());
-            bytes
-        });
-        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        RequestId(uuid.hyphenated().encode_lower(&mut text).to_owned())
+        RequestId(uuid::Uuid::new_v4().to_string())
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-thread_local! {
-    static ID_BITS: Cell<u64> = Cell::new({
-        let seed = uuid::Uuid::new_v4().as_u64_pair();
-        seed.0 ^ seed.1
-    });
-}
-
-/// The SplitMix64 step: a 64-bit counter passed through a bijective mixer,
-/// so one thread never repeats a value within 2^64 calls.
-fn splitmix64(state: &Cell<u64>) -> u64 {
-    let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-    state.set(s);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl fmt::Display for RequestId {
