@@ -15,11 +15,14 @@
 //! - `error`       every error → RFC 9457 problem+json
 //! - `guards`      JSON body, path ids, If-Match
 //! - `telemetry`   request IDs, access log, metrics, `/metrics`, logs to stdout and Loki
+//! - `dev_reload`  the dev loop's `dev reload` line (build figures handed over by its scripts)
 //!
 //! Two crates so that an edit to a handler recompiles only this one
 //! (docs/dev-loop.md, "Measured").
 
-pub use kindling_core::{cli, config, db, domain, error, guards, repository, telemetry};
+pub use kindling_core::{
+    cli, config, db, dev_reload, domain, error, guards, repository, telemetry,
+};
 
 pub mod routes;
 pub mod startup;

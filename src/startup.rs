@@ -56,9 +56,12 @@ pub fn build_rocket(settings: Settings) -> Rocket<Build> {
 /// Marks start-up complete once the server is listening and, with
 /// MIGRATE_ON_START, once migrations have been applied. Migration retries
 /// until Postgres answers, so the pod waits instead of crash-looping.
+/// Listening is also the moment a dev build goes live: its `dev reload`
+/// line (only under the dev loop, see `dev_reload`) is logged first.
 fn start_up(settings: Settings, lifecycle: Lifecycle) -> AdHoc {
     AdHoc::on_liftoff("start-up", move |_| {
         Box::pin(async move {
+            crate::dev_reload::log_reload_if_any();
             tokio::spawn(async move {
                 if settings.migrate_on_start {
                     migrate_until_done(&settings.database.url).await;
