@@ -9,6 +9,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket, catchers};
 use rocket_db_pools::Database;
 
+use crate::cli;
 use crate::config::Settings;
 use crate::db::{self, Db, PoolFigment};
 use crate::error::default_catcher;
@@ -24,8 +25,9 @@ pub fn figment(settings: &Settings) -> Figment {
         ctrlc: true,
         signals: [Sig::Term, Sig::Int].into_iter().collect(),
         grace: settings.shutdown_grace.as_secs() as u32,
-        // Time for connections to close after the grace period.
-        mercy: 2,
+        // Time for connections to close after the grace period; one term of
+        // the shutdown bound (`cli::shutdown_bound`).
+        mercy: cli::ROCKET_MERCY.as_secs() as u32,
         ..Shutdown::default()
     };
     Figment::from(rocket::Config::default())

@@ -113,9 +113,48 @@ pub fn main(service: Service) -> ExitCode {
     })
 }
 
-/// Part of the shutdown budget: terminationGracePeriodSeconds covers the
-/// preStop pause, SHUTDOWN_GRACE_SECS, Rocket's 2 s mercy and this.
-const LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+// How long the process can live after SIGTERM, term by term, in the order
+// they are spent; [`shutdown_bound`] sums them. The README's shutdown sentence
+// and tests/api/lifecycle.rs use that sum; terminationGracePeriodSeconds
+// (k8s/base/api/deployment.yaml) must cover it plus the preStop pause.
+
+/// Rocket's mercy: after the grace period, time for connections to close
+/// (src/startup.rs sets it).
+pub const ROCKET_MERCY: Duration = Duration::from_secs(2);
+
+/// Rocket 0.5 then waits this much longer for handler tasks still running
+/// (a query outliving the grace period) and gives up: its server gives up at
+/// grace + mercy + 1 s, and `serve` fails.
+pub const ROCKET_LAST_WAIT: Duration = Duration::from_secs(1);
+
+/// The bound on shipping queued lines to Loki, when LOKI_URL is set.
+pub const LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Dropping tracing-appender 0.2's `WorkerGuard` (`Logging::flush`): up to
+/// 100 ms to hand the stdout writer thread its shutdown message, then up to
+/// 1 s for that thread to write what is queued (non_blocking.rs, `impl Drop
+/// for WorkerGuard`).
+pub const STDOUT_DRAIN_TIMEOUT: Duration = Duration::from_millis(1100);
+
+/// Once [`main`]'s future returns, `rocket::execute` shuts its runtime down
+/// with this timeout for blocking tasks (`shutdown.force`, on by default).
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The longest the process lives after SIGTERM with SHUTDOWN_GRACE_SECS =
+/// `grace`, whatever its requests do, with (`loki`) or without LOKI_URL.
+pub fn shutdown_bound(grace: Duration, loki: bool) -> Duration {
+    let loki_flush = if loki {
+        LOKI_FLUSH_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
+    grace
+        + ROCKET_MERCY
+        + ROCKET_LAST_WAIT
+        + loki_flush
+        + STDOUT_DRAIN_TIMEOUT
+        + RUNTIME_SHUTDOWN_TIMEOUT
+}
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let applied = db::migrate(&settings.database.url)

@@ -90,6 +90,11 @@ impl Received {
     }
 }
 
+/// A Loki that takes pushes and never answers (tests/api/lifecycle.rs); its port.
+pub(crate) async fn hanging_receiver() -> u16 {
+    start_receiver(Mode::Hanging).await.0
+}
+
 async fn start_receiver(mode: Mode) -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
