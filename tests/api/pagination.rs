@@ -3,13 +3,15 @@
 //! row committed before it started exactly once, in id order, and never a row
 //! twice. Ids are taken when a row is inserted, not when it commits, so a row
 //! whose transaction was still open while the walk read past its id is not
-//! seen by that walk; the next walk sees it.
+//! seen by that walk; the next walk sees it. Deleting rows, even the one the
+//! cursor names, moves nothing: a row deleted before the walk reaches it is
+//! simply absent, and every other row still comes once, in order.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{TestApp, fresh_database, spawn_app_on};
+use crate::helpers::{TestApp, fresh_database, spawn_app, spawn_app_on};
 
 /// One page at a time through `collection`; `between_pages` runs after each.
 async fn walk(
@@ -113,6 +115,42 @@ async fn walk_during_a_slow_commit(collection: &str, insert: &str, body: impl Fn
     assert_eq!(seen, vec![before[0], before[1], later]);
     let next = walk(&app, collection, async |_| {}).await;
     assert_eq!(next, vec![before[0], before[1], held, later]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_deleted_behind_at_and_ahead_of_the_cursor_leave_the_rest_of_the_walk_intact() {
+    let app = spawn_app().await;
+    let mut rows = Vec::new();
+    for n in 1..=7 {
+        rows.push(create(&app, "items", json!({"name": format!("item {n}")})).await);
+    }
+    // After the first page (rows 0 and 1; the cursor names row 1): delete a
+    // row the walk has returned, the cursor's own row, and one ahead of it.
+    // After the second page (rows 2 and 4): delete a row it returned and the
+    // next one ahead of the cursor.
+    let deleted_after_page = |page| match page {
+        1 => vec![rows[0], rows[1], rows[3]],
+        2 => vec![rows[2], rows[5]],
+        _ => vec![],
+    };
+    let seen = walk(&app, "items", async |page| {
+        for id in deleted_after_page(page) {
+            let res = app
+                .client
+                .delete(app.url(&format!("/api/items/{id}")))
+                .send()
+                .await
+                .expect("DELETE");
+            assert_eq!(res.status(), StatusCode::NO_CONTENT, "DELETE {id}");
+        }
+    })
+    .await;
+
+    // Each row once, in order: those returned before their deletion, and
+    // every row never deleted; the rows deleted ahead of the cursor are absent.
+    assert_eq!(seen, vec![rows[0], rows[1], rows[2], rows[4], rows[6]]);
+    let next = walk(&app, "items", async |_| {}).await;
+    assert_eq!(next, vec![rows[4], rows[6]], "the next walk: what is left");
 }
 
 #[tokio::test(flavor = "multi_thread")]

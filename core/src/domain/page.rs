@@ -1,9 +1,14 @@
 //! Keyset pagination: `?limit=N&cursor=C` in, `next_cursor` out.
 //!
 //! The cursor is opaque to clients (base64url of `v1:<last id>`); rows are
-//! ordered by id and a page is "id > last id", so a full walk returns every
-//! row exactly once with no OFFSET scan. A limit above [`MAX_LIMIT`] is a 422,
-//! not silently clamped, so a client never believes it got more than it did.
+//! ordered by id and a page is "id > last id", with no OFFSET scan. So a walk
+//! returns every row committed before it started exactly once, in id order,
+//! and never a row twice, while rows are added or deleted (even the row the
+//! cursor names): a row deleted before the walk reaches it is absent, and a
+//! row committed after the walk read past its id (ids are taken at insert)
+//! is in the next walk only. tests/api/pagination.rs shows each case. A
+//! limit above [`MAX_LIMIT`] is a 422, not silently clamped, so a client never
+//! believes it got more than it did.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
