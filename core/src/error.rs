@@ -1,10 +1,14 @@
 //! Errors and their HTTP form: the one place that turns a failure into a
 //! status code and an RFC 9457 `application/problem+json` body.
 //!
-//! Database errors never reach the client verbatim: a unique violation becomes
-//! 409 naming the field, everything that means "the database is not answering
-//! well" becomes 503 with `Retry-After`, and anything else is logged and
-//! answered with a generic 500.
+//! Database errors never reach the client verbatim. What the database cannot
+//! answer (unreachable, connection lost, a query past its time limit, no
+//! pooled connection in time) is 503 with `Retry-After`: waiting helps. What
+//! it answers with a refusal is not retried: a unique violation is 409 naming
+//! the field, a value it cannot store (SQLSTATE class 22) a 422, and anything
+//! else, such as a CHECK the domain types should have enforced, is a bug:
+//! logged at error level and answered with a generic 500. Each is shown by
+//! tests/api/errors.rs, outage.rs or pool.rs.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
