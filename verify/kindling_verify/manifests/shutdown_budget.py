@@ -5,9 +5,12 @@ the kubelet kills it mid-flush. What the process can spend, in order:
 
   preStop sleep                     the Deployment (lifecycle.preStop)
   SHUTDOWN_GRACE_SECS               the container's env / ConfigMap
-  Rocket's mercy                    src/startup.rs (`mercy: N`)
-  Rocket's last wait, 1 s           Rocket 0.5 gives up at grace + mercy + 1 s
-  Loki flush bound                  core/src/cli.rs (LOKI_FLUSH_TIMEOUT)
+  then the terms of `shutdown_bound` in core/src/cli.rs, read from its constants:
+  Rocket's mercy                    ROCKET_MERCY
+  Rocket's last wait                ROCKET_LAST_WAIT (Rocket 0.5 gives up at grace + mercy + 1 s)
+  Loki flush bound                  LOKI_FLUSH_TIMEOUT
+  stdout drain                      STDOUT_DRAIN_TIMEOUT (tracing-appender's guard)
+  runtime shutdown                  RUNTIME_SHUTDOWN_TIMEOUT
 
 The code's figures are read from the source, so changing them without the
 manifests (or the reverse) fails here.
@@ -26,7 +29,14 @@ import sys
 from kindling_verify.helpers import ROOT, kustomize, yaml_documents
 
 API_NAME = "kindling-api"
-ROCKET_LAST_WAIT = 1
+# The constants `shutdown_bound` (core/src/cli.rs) adds after the grace period.
+SHUTDOWN_CONSTANTS = (
+    "ROCKET_MERCY",
+    "ROCKET_LAST_WAIT",
+    "LOKI_FLUSH_TIMEOUT",
+    "STDOUT_DRAIN_TIMEOUT",
+    "RUNTIME_SHUTDOWN_TIMEOUT",
+)
 
 
 def source_seconds(path: str, pattern: str) -> int:
@@ -37,14 +47,21 @@ def source_seconds(path: str, pattern: str) -> int:
     return int(match.group(1))
 
 
-def code_terms() -> dict[str, int]:
-    return {
-        "Rocket mercy (src/startup.rs)": source_seconds("src/startup.rs", r"mercy:\s*(\d+)"),
-        "Rocket's last wait": ROCKET_LAST_WAIT,
-        "Loki flush (core/src/cli.rs)": source_seconds(
-            "core/src/cli.rs", r"LOKI_FLUSH_TIMEOUT: Duration = Duration::from_secs\((\d+)\)"
-        ),
-    }
+def duration_constant(path: str, name: str) -> float:
+    """Seconds of `pub const NAME: Duration = Duration::from_secs(N)` (or `from_millis`)."""
+    text = (ROOT / path).read_text()
+    match = re.search(rf"const {name}: Duration = Duration::from_(secs|millis)\((\d+)\)", text)
+    if not match:
+        raise SystemExit(f"{path}: no Duration constant {name}; update {__file__}")
+    value = int(match.group(2))
+    return value if match.group(1) == "secs" else value / 1000
+
+
+def code_terms() -> dict[str, float]:
+    cli = "core/src/cli.rs"
+    if "mercy: cli::ROCKET_MERCY" not in (ROOT / "src/startup.rs").read_text():
+        raise SystemExit(f"src/startup.rs no longer takes Rocket's mercy from {cli}; update {__file__}")
+    return {f"{name} ({cli})": duration_constant(cli, name) for name in SHUTDOWN_CONSTANTS}
 
 
 def default_grace() -> int:
@@ -71,7 +88,7 @@ def env_value(container: dict, docs: list[dict], name: str) -> str | None:
     return value
 
 
-def budget(docs: list[dict]) -> tuple[int, list[tuple[str, int]]]:
+def budget(docs: list[dict]) -> tuple[int, list[tuple[str, float]]]:
     """terminationGracePeriodSeconds and the terms that must fit in it."""
     deployments = [
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == API_NAME
@@ -96,10 +113,10 @@ def budget(docs: list[dict]) -> tuple[int, list[tuple[str, int]]]:
 
 def check(name: str, docs: list[dict]) -> bool:
     limit, terms = budget(docs)
-    total = sum(s for _, s in terms)
-    detail = " + ".join(f"{label} {s}" for label, s in terms)
+    total = round(sum(s for _, s in terms), 3)
+    detail = " + ".join(f"{label} {s:g}" for label, s in terms)
     verdict = "fits" if total <= limit else "DOES NOT FIT"
-    print(f"{name}: {detail} = {total} s {verdict} terminationGracePeriodSeconds {limit} s")
+    print(f"{name}: {detail} = {total:g} s {verdict} terminationGracePeriodSeconds {limit} s")
     return total <= limit
 
 
