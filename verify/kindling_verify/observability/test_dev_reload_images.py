@@ -17,10 +17,14 @@ import pytest
 from kindling_verify.dev_loop import test_images as images
 from kindling_verify.helpers import ROOT, run, wait_for, wait_http
 
-# That module's fixtures, used here under the same names (pytest finds them as attributes).
+# That module's fixtures, used here under the same names (pytest finds them as attributes):
+# the images, the test Postgres on its Docker network, the migrated database.
 base_images, dev_image, postgres, migrated = images.base_images, images.dev_image, images.postgres, images.migrated
-prod_image, prod_api, dev_api = images.prod_image, images.prod_api, images.dev_api
-API, DEV, docker = images.API, images.DEV, images.docker
+prod_image, docker = images.prod_image, images.docker
+# Containers of this module's own: run as there, except that RUST_LOG is the service's default
+# (an empty value), which is also the pod's, so that info lines such as `dev reload` show.
+DEV = "kindling-check-dev-reload"
+API = "kindling-check-api-reload"
 
 STAGED = ROOT / ".dev-bin"
 # Clocks of the host and the container are the same kernel's; this covers rounding and
@@ -62,9 +66,24 @@ def test_staged_figures_belong_to_the_staged_binary(staged_figures):
     assert int(staged_figures["compile_ms"]) > 0 and int(staged_figures["stage_ms"]) >= 0
 
 
+@pytest.fixture(scope="module")
+def dev_api(staged_figures, dev_image, postgres):
+    port = images.lib("run_api", DEV, dev_image, "--tmpfs", "/app/live:rw,exec,size=128m,uid=10001,gid=10001",
+                      "-e", "MIGRATE_ON_START=true", "-e", "RUST_LOG=")
+    yield port
+    docker("rm", "-f", DEV, check=False)
+
+
+@pytest.fixture(scope="module")
+def prod_api(prod_image, migrated):
+    port = images.lib("run_api", API, prod_image, "-e", "RUST_LOG=")
+    yield port
+    docker("rm", "-f", API, check=False)
+
+
 def test_dev_image_logs_one_reload_line_per_live_update(staged_figures, dev_api):
     ready = f"http://127.0.0.1:{dev_api}/api/v1/health/ready"
-    assert wait_http(ready, 30)
+    assert wait_http(ready, 60), "the dev image never became ready"
     assert reloads(DEV) == [], "the pod's first start is not a reload"
 
     # live_update's two syncs (tar -x from /), then its run step.
@@ -91,6 +110,8 @@ def test_dev_image_logs_one_reload_line_per_live_update(staged_figures, dev_api)
 
 
 def test_production_image_logs_no_reload_line(prod_api):
+    assert wait_http(f"http://127.0.0.1:{prod_api}/api/v1/health/ready", 60)
+    assert wait_for(lambda: any(e.get("message") == "start-up complete" for e in log_events(API)), 10)
     events = log_events(API)
     assert any(e.get("message") == "start-up complete" for e in events), "its log was not read"
     assert [e for e in events if e.get("message") == "dev reload"] == []
