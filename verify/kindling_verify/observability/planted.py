@@ -124,7 +124,9 @@ def ready(loki: lokilib.Loki | None) -> lokilib.Loki:
     """The suite's Loki (conftest.py), once ready; without one the test skips (or fails
     with KINDLING_REQUIRE_LOKI)."""
     required_test_tool("loki")
-    assert loki.wait_ready() is not None, f"Loki not ready: {loki.log_tail()}"
+    # wait_ready's timeout counts from Loki's start, which may be minutes ago by now.
+    timeout = time.time() - loki.started_at + 60
+    assert loki.wait_ready(timeout) is not None, f"Loki not ready: {loki.log_tail()}"
     return loki
 
 

@@ -1,5 +1,5 @@
-"""The `dev reload` line in the real images, built and run by dev_loop/test_images.py's
-fixtures (imported below, so the containers are the same as there): after a live update done
+"""The `dev reload` line in the real images, built by test_images.py's fixtures (imported
+below, so the images and the test Postgres are the same as there): after a live update done
 the way Tilt does it (the build's figures and the binary synced into /app/live, then
 `kindling-dev --restart`), the dev image's API logs one `dev reload` line carrying the staged
 build's figures, and an edit-to-live that runs from that build's start to the new process
