@@ -10,8 +10,12 @@
 //!
 //! The pool is sqlx's, used as its authors intend: it pings a connection
 //! as it comes back (which also sends the ROLLBACK of a transaction a
-//! handler left open) and before lending one that sat idle, replaces
-//! connections after [`MAX_LIFETIME`], and bounds every wait.
+//! handler left open) and again before lending it (`test_before_acquire`,
+//! its default), replaces connections after [`MAX_LIFETIME`], and bounds
+//! every wait. Skipping the checkout ping for a connection released within
+//! the last second (a `before_acquire` rule) was measured and dropped: a
+//! Postgres restarted within that second failed the next requests
+//! (`tests/api/pool.rs`, the restart test), which is what the ping is for.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -73,7 +77,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// a long-lived session is returned and a failover's new address is picked
 /// up. sqlx's default.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
-
 impl DbPool {
     /// A lazily connecting pool from the figment's settings.
     pub fn from_figment(cfg: &PoolFigment) -> Result<Self, sqlx::Error> {

@@ -68,11 +68,14 @@ pub fn init(settings: &TelemetrySettings) -> Result<Logging, LoggingError> {
         }
         None => (None, None),
     };
+    // The writer thread drains every queued line into the buffer, then
+    // flushes: one write(2) per burst instead of one per line (stdout alone
+    // is line-buffered).
     let (stdout, stdout_guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(STDOUT_BUFFERED_LINES)
         .thread_name("kindling-stdout")
-        .finish(io::stdout());
+        .finish(io::BufWriter::with_capacity(64 * 1024, io::stdout()));
     STDOUT_DROPPED.get_or_init(|| stdout.error_counter());
     let tee = LineTee {
         stdout,
