@@ -32,8 +32,9 @@ impl RequestId {
         ok.then(|| RequestId(raw.to_owned()))
     }
 
-    /// A random (version 4) UUID, from uuid's thread-local generator
-    /// (`fast-rng`), not a system call per request.
+    /// A random (version 4) UUID. (uuid's `fast-rng` feature would avoid a
+    /// `getrandom` call per ID, but brings a third major of `rand`, which
+    /// deny.toml refuses.)
     pub fn generate() -> RequestId {
         RequestId(uuid::Uuid::new_v4().to_string())
     }
