@@ -167,6 +167,15 @@ struct Outbox {
     next_id: u64,
 }
 
+impl Outbox {
+    /// Exports the queued bytes (`kindling_loki_queue_bytes`).
+    fn publish(&self) {
+        LOKI_STATS
+            .queue_bytes
+            .store(self.bytes as u64, Ordering::Relaxed);
+    }
+}
+
 /// What the log writer, the shipper's thread and the final flush share.
 struct Shared {
     pending: Mutex<PendingList>,
@@ -293,9 +302,7 @@ impl LokiSink {
             outbox.bytes -= oldest.body.len();
             count_dropped(oldest.entries);
         }
-        LOKI_STATS
-            .queue_bytes
-            .store(outbox.bytes as u64, Ordering::Relaxed);
+        outbox.publish();
     }
 
     /// The oldest batch (id, body, lines), left in the outbox until settled.
@@ -312,9 +319,7 @@ impl LokiSink {
             let batch = outbox.batches.pop_front().expect("just seen");
             outbox.bytes -= batch.body.len();
         }
-        LOKI_STATS
-            .queue_bytes
-            .store(outbox.bytes as u64, Ordering::Relaxed);
+        outbox.publish();
     }
 
     fn is_drained(&self) -> bool {
@@ -327,7 +332,7 @@ impl LokiSink {
         let mut outbox = locked(&self.0.outbox);
         count_dropped(outbox.batches.drain(..).map(|b| b.entries).sum());
         outbox.bytes = 0;
-        LOKI_STATS.queue_bytes.store(0, Ordering::Relaxed);
+        outbox.publish();
     }
 }
 
@@ -414,7 +419,6 @@ impl LokiShipper {
         let deadline = tokio::time::Instant::now() + within;
         self.sink.ship_pending(true);
         shared.flushing.store(true, Ordering::Relaxed);
-        shared.batch_ready.notify_one();
         shared.flush_begun.notify_one();
         loop {
             // Registered before the check, so a notification in between is not lost.
