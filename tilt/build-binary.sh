@@ -79,8 +79,9 @@ export KINDLING_BUILD_STARTED_MS
 # since the recording (manifests, core/, migrations/, cargo configuration,
 # the toolchain), other settings, another value of an environment variable a
 # compiled crate reads (`option_env!` in core/: $REPLAY.env), or an error
-# (cargo then shows it as usual). rustc's warnings are shown as cargo shows
-# them: handing them to cargo would compile the crate a second time.
+# (cargo then shows it as usual). rustc's warnings are shown as it prints
+# them (the replay runs it in its human format): handing them to cargo would
+# compile the crate a second time.
 # KINDLING_DEV_REPLAY=off always runs cargo.
 replay_build() {
   [[ "${KINDLING_DEV_REPLAY:-on}" == on && -f "$REPLAY" && -f "$REPLAY.env" ]] || return 1
@@ -92,8 +93,8 @@ replay_build() {
     "${CARGO_HOME:-$HOME/.cargo}/config.toml" "$rustup/settings.toml" "$ROOT/tilt/rustc-wrapper.sh" \
     -newer "$REPLAY.settings" -print -quit 2>/dev/null || true)"
   [[ -z "$changed" ]] || return 1
-  bash "$REPLAY" 2>"$REPLAY.log" || return 1
-  show_rustc_diagnostics <"$REPLAY.log"
+  KINDLING_REPLAY_COLOR="$(rustc_colour)" bash "$REPLAY" 2>"$REPLAY.log" || return 1
+  cat "$REPLAY.log" >&2
 }
 
 mkdir -p "$OUT"

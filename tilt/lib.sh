@@ -14,42 +14,15 @@ sha256() {
   fi
 }
 
-# rustc's messages in its JSON format (--error-format=json, as cargo runs it)
-# on stdin, shown on stderr as cargo shows them: each diagnostic's rendered
-# text, in colour only when cargo would use colour (CARGO_TERM_COLOR, else a
-# terminal on stderr). Other JSON messages (artifacts, timings) are cargo's
-# business and dropped; a line that is not JSON is shown as it is.
-show_rustc_diagnostics() {
-  local colour="${CARGO_TERM_COLOR:-auto}" ansi=$'\e\\[[0-9;]*m' line text
+# Whether cargo would show colour: CARGO_TERM_COLOR, else a terminal on stderr.
+# The replayed rustc is given the same (`--color`), so its messages look like cargo's.
+rustc_colour() {
+  local colour="${CARGO_TERM_COLOR:-auto}"
   if [[ "$colour" == auto ]]; then
     colour=never
     [[ ! -t 2 ]] || colour=always
   fi
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    if [[ "$line" != '{'* ]]; then
-      printf '%s\n' "$line" >&2
-      continue
-    fi
-    # The diagnostic's own text is its last member; its children's are null,
-    # and an unescaped '"rendered":"' cannot occur inside a JSON string.
-    # shellcheck disable=SC2016 # "$message_type" is JSON, not a variable
-    [[ "$line" == '{"$message_type":"diagnostic"'*',"rendered":"'*'"}' ]] || continue
-    text="${line##*,\"rendered\":\"}"
-    text="${text%\"\}}"
-    # JSON escapes to text: '\\' is set aside first, so that what remains
-    # (\" \/ \n \t \r \b \f \uXXXX) is what printf %b or a substitution reads.
-    text="${text//\\\\/$'\x01'}"
-    text="${text//\\\"/\"}"
-    text="${text//\\\//\/}"
-    printf -v text '%b' "$text"
-    text="${text//$'\x01'/\\}"
-    if [[ "$colour" != always ]]; then
-      while [[ "$text" =~ $ansi ]]; do
-        text="${text/"${BASH_REMATCH[0]}"/}"
-      done
-    fi
-    printf '%s' "$text" >&2
-  done
+  echo "$colour"
 }
 
 # The environment variables that compiled crates read, from cargo's output

@@ -36,8 +36,17 @@ if [[ -n "${KINDLING_REPLAY:-}" && " $* " == *" --crate-name kindling_devbin "* 
         printf 'export %s=%q\n' "$name" "${!name}"
       fi
     done
-    printf '%q ' "$@"
-    echo
+    # rustc in its own human format, not the JSON cargo asks for (cargo
+    # renders that JSON; the replay has no cargo): its messages then need no
+    # decoding, and their colour is the caller's (build-binary.sh).
+    for arg in "$@"; do
+      case "$arg" in
+        --error-format=* | --json=* | --color=*) ;;
+        *) printf '%q ' "$arg" ;;
+      esac
+    done
+    # shellcheck disable=SC2016 # expanded when the replay runs
+    echo '--color="${KINDLING_REPLAY_COLOR:-never}"'
     # What cargo does after rustc: the binary under its plain name.
     printf 'ln -f %q %q\n' "$out_dir/kindling_devbin$extra" "$out_dir/../kindling-devbin"
   } >"$KINDLING_REPLAY.new"
