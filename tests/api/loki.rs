@@ -382,9 +382,10 @@ async fn loki_receives_the_stdout_json_lines_with_low_cardinality_labels_and_flu
 /// resident memory does not grow with the backlog, and shutdown is bounded.
 ///
 /// The volume is chosen so that the memory check means something: at
-/// RUST_LOG=trace these 8,000 requests offer about 9 MiB of compressed
-/// batches (measured with LOKI_QUEUE_MAX_BYTES=1 GiB, i.e. no bound: RSS grew
-/// 9.5 MiB), three times the growth this test allows.
+/// RUST_LOG=trace these 8,000 requests, with LOKI_QUEUE_MAX_BYTES=1 GiB
+/// (i.e. no bound), grew RSS by 30.2 and 36.7 MiB (down, hanging); with the
+/// bound, by 2 to 4 MiB, depending on what else runs (the allocator's and the
+/// writers' working sets move with load). The limit sits between the two.
 async fn unavailable_loki_is_harmless(loki_url: String) {
     let mut server = start_server(
         &loki_url,
@@ -416,7 +417,7 @@ async fn unavailable_loki_is_harmless(loki_url: String) {
     );
     let growth_mib = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
     assert!(
-        growth_mib < 3.0,
+        growth_mib < 8.0,
         "RSS grew {growth_mib:.1} MiB under a dead Loki"
     );
     // Grace (2 s) + mercy + flush bound (2 s), with margin.
